@@ -1,0 +1,208 @@
+"""The settings table: every variable's name, default and meaning, parsed and validated once.
+
+Values come from an injectable mapping (the process environment by default) layered over an
+optional `.env` file. The same table drives `imagehost settings`, `.env.sample` and the README.
+"""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+FORMATS = ("jpeg", "png", "gif", "webp", "avif")
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _formats(raw: str) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    names = ["jpeg" if n == "jpg" else n for n in names]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise ValueError(f"must be a comma-separated subset of {','.join(FORMATS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _public_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+def _key(raw: str) -> str:
+    value = raw.strip()
+    if value and len(value) < 16:
+        raise ValueError("must be at least 16 characters (or empty to generate one)")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str], object] = str
+    aliases: tuple[str, ...] = ()
+
+
+def _cpu_count() -> str:
+    return str(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
+
+# name, default, meaning, parser. Order is the order of .env.sample and the README table.
+TABLE: tuple[Setting, ...] = (
+    Setting("IMAGES_DIR", "./images", "where image files are stored (served at /images/)", Path),
+    Setting("LOG_DIR", "./logs", "app.log here, nginx logs in nginx/", Path, ("LOGS_DIR",)),
+    Setting("DATA_DIR", "./data", "catalog database and generated admin key; never served", Path),
+    Setting("WEB_SERVER_WORKERS", "", "worker processes (default: number of CPUs)", _int(1, 64)),
+    Setting("WEB_SERVER_START_PORT", "8000", "first worker port; worker i listens on START+i",
+            _int(1, 65535)),
+    Setting("WORKER_HOST", "127.0.0.1",
+            "address the workers bind (keep loopback; 0.0.0.0 only inside a container network)"),
+    Setting("HOST", "127.0.0.1", "address the front (nginx or serve) listens on"),
+    Setting("PORT", "8080", "port the front (nginx or serve) listens on", _int(0, 65535)),
+    Setting("PUBLIC_URL", "", "base of handed-out URLs, e.g. https://img.example.org "
+            "(default: from the request's Host)", _public_url),
+    Setting("MAX_UPLOAD_MB", "5", "largest accepted upload, in MiB", _int(1, 1024)),
+    Setting("MAX_IMAGE_PIXELS", "50000000", "larger images are refused (decompression bombs)",
+            _int(1, 1_000_000_000)),
+    Setting("MAX_FRAMES", "1000", "animated images with more frames are refused",
+            _int(1, 100_000)),
+    Setting("ALLOWED_FORMATS", ",".join(FORMATS), "accepted formats, by detected content",
+            _formats),
+    Setting("ADMIN_KEY", "", "lists-all and deletes-any key (default: generated once, kept "
+            "in DATA_DIR/admin_key)", _key),
+    Setting("UPLOADS", "open", "open: anyone may upload; key: uploads need the admin key",
+            _choice("open", "key")),
+    Setting("LISTING", "public", "public: anyone may list; key: listing needs the admin key",
+            _choice("public", "key")),
+    Setting("STRIP_METADATA", "true", "remove EXIF/GPS/XMP/IPTC from stored originals", _bool),
+    Setting("REQUEST_TIMEOUT", "30", "seconds a client has to send one whole request",
+            _int(1, 3600)),
+    Setting("LOG_LEVEL", "info", "debug, info, warning or error",
+            _choice("debug", "info", "warning", "error")),
+    Setting("LOG_FORMAT", "text", "text, or json for one JSON object per line",
+            _choice("text", "json")),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    images_dir: Path
+    log_dir: Path
+    data_dir: Path
+    web_server_workers: int
+    web_server_start_port: int
+    worker_host: str
+    host: str
+    port: int
+    public_url: str
+    max_upload_mb: int
+    max_image_pixels: int
+    max_frames: int
+    allowed_formats: tuple[str, ...]
+    admin_key: str
+    uploads: str
+    listing: str
+    strip_metadata: bool
+    request_timeout: int
+    log_level: str
+    log_format: str
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def worker_ports(self) -> list[int]:
+        start = self.web_server_start_port
+        return list(range(start, start + self.web_server_workers))
+
+    def replace(self, **changes) -> "Settings":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+    def as_environ(self) -> dict[str, str]:
+        """These settings as variables, so a child process (a worker) reads the same ones."""
+        out = {}
+        for setting in TABLE:
+            value = getattr(self, setting.name.lower())
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            out[setting.name] = str(value)
+        return out
+
+
+def load(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Settings from `environ` (default `os.environ`) over `env_file` if it exists.
+
+    Raises ConfigError with one line naming the variable and its value when a value is bad.
+    """
+    source: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    source.update(os.environ if environ is None else environ)
+    values = {}
+    for setting in TABLE:
+        raw = next(
+            (source[n] for n in (setting.name, *setting.aliases) if source.get(n, "") != ""),
+            setting.default,
+        )
+        if setting.name == "WEB_SERVER_WORKERS" and raw == "":
+            raw = _cpu_count()
+        try:
+            values[setting.name.lower()] = setting.parse(raw)
+        except ValueError as exc:
+            reason = str(exc) if "must" in str(exc) else "is not valid"
+            raise ConfigError(f"{setting.name}={raw!r}: {reason}") from None
+    settings = Settings(**values)
+    last_port = settings.web_server_start_port + settings.web_server_workers - 1
+    if last_port > 65535:
+        raise ConfigError(f"WEB_SERVER_START_PORT={settings.web_server_start_port}: "
+                          f"{settings.web_server_workers} workers would pass port 65535")
+    return settings
+
+
+def env_sample() -> str:
+    """The text of .env.sample: every setting with its meaning and default."""
+    lines = ["# Image host settings. Every line is optional; the value shown is the default.", ""]
+    for setting in TABLE:
+        lines.append(f"# {setting.help}")
+        lines.append(f"#{setting.name}={setting.default}")
+        lines.append("")
+    return "\n".join(lines)
