@@ -1,0 +1,348 @@
+"""nginx in front of the workers: render the config from the settings, run it under `imagehost up`.
+
+One template (`nginx.conf.template`, placeholders `@@NAME@@`) gives two renderings:
+
+- **local** (`imagehost up`, `imagehost nginx-config`): nginx listens on HOST:PORT and proxies
+  `/api/` to WORKER_HOST:START .. START+N-1; frontend from the package's `web/`, images from
+  IMAGES_DIR, logs in LOG_DIR/nginx/, and its pid and temp folders in the runtime folder
+  DATA_DIR/run/nginx/ that `up` owns. No root needed (as root, the nginx workers run as the
+  same user as the Python workers, since nginx's default `nobody` could not read the images).
+- **docker** (`imagehost nginx-config --docker`), a full nginx.conf for the official nginx
+  image, run as `nginx -c <this file> -g 'daemon off;'`. Paths inside the nginx container:
+
+      /srv/web                     the frontend (the package's web/ folder), read-only
+      /srv/images                  IMAGES_DIR (the same volume the backend writes), read-only
+      /var/log/imagehost/nginx     access.log and error.log (LOG_DIR/nginx on the host;
+                                   the folder must exist: `nginx-config --docker` creates
+                                   LOG_DIR/nginx when the backend shares that volume)
+      /var/cache/nginx/…           temp folders, /tmp/nginx.pid (both exist in the image)
+
+  nginx listens on port 80 and proxies to `backend:START` .. `backend:START+N-1` (the compose
+  service name `backend`; WORKER_HOST must then be 0.0.0.0 inside the backend container).
+  nginx resolves `backend` when it starts, so it must start after the backend is up.
+"""
+
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .errors import ConfigError
+from .workers import Child, Supervisor, worker_children
+
+log = logging.getLogger("imagehost.front")
+
+TEMPLATE = Path(__file__).with_name("nginx.conf.template")
+WEB_DIR = Path(__file__).with_name("web")
+NGINX_FALLBACK = Path("/usr/sbin/nginx")  # Debian's nginx, when /usr/sbin is not on PATH
+
+# Multipart framing (boundaries, part headers) on top of the file itself; the workers enforce
+# MAX_UPLOAD_MB exactly, nginx only refuses what is certainly too large.
+MULTIPART_SLACK_KB = 64
+UPSTREAM_NAME_IN_DOCKER = "backend"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a rendering puts things, as nginx (in its own file system) sees them."""
+
+    web_dir: str
+    images_dir: str
+    log_dir: str  # nginx's own folder: access.log, error.log
+    temp_dir: str
+    pid_file: str
+
+
+DOCKER_PATHS = Paths(
+    web_dir="/srv/web",
+    images_dir="/srv/images",
+    log_dir="/var/log/imagehost/nginx",
+    temp_dir="/var/cache/nginx",
+    pid_file="/tmp/nginx.pid",
+)
+
+
+def runtime_dir(settings: Settings) -> Path:
+    """The folder `up` owns: the rendered nginx.conf, nginx's pid file and temp folders."""
+    return settings.data_dir.resolve() / "run" / "nginx"
+
+
+def local_paths(settings: Settings) -> Paths:
+    runtime = runtime_dir(settings)
+    return Paths(
+        web_dir=str(WEB_DIR.resolve()),
+        images_dir=str(settings.images_dir.resolve()),
+        log_dir=str(settings.log_dir.resolve() / "nginx"),
+        temp_dir=str(runtime / "temp"),
+        pid_file=str(runtime / "nginx.pid"),
+    )
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _user_directive() -> str:
+    if os.geteuid() != 0:
+        return "# (no user directive: nginx runs as the user who started it)"
+    # As root, nginx would switch its workers to `nobody`, who cannot read IMAGES_DIR in
+    # general; the workers get the same rights as the Python workers instead.
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    return f"user {user} {group};"
+
+
+def render(
+    settings: Settings,
+    *,
+    docker: bool = False,
+    paths: Paths | None = None,
+    user: str | None = None,
+) -> str:
+    """The nginx.conf text for these settings.
+
+    `docker` switches to the container rendering (see the module docstring); `paths` and `user`
+    override where files are and the `user` line (tests render the docker flavour with
+    temporary paths to run `nginx -t` on it). Raises ConfigError for settings nginx cannot use.
+    """
+    if docker:
+        paths = paths or DOCKER_PATHS
+        listen = "80"
+        upstream_host = UPSTREAM_NAME_IN_DOCKER
+        user_line = "user nginx;" if user is None else user
+    else:
+        if settings.port == 0:
+            raise ConfigError("PORT=0: nginx needs a fixed port to listen on")
+        paths = paths or local_paths(settings)
+        listen = _address(settings.host, settings.port)
+        # A worker bound to every interface is still reached over loopback.
+        upstream_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+            settings.worker_host, settings.worker_host
+        )
+        user_line = _user_directive() if user is None else user
+    upstream = "\n".join(
+        f"        server {_address(upstream_host, port)} max_fails=1 fail_timeout=2s;"
+        for port in settings.worker_ports
+    )
+    values = {
+        "USER": user_line,
+        "PID_FILE": paths.pid_file,
+        "LOG_DIR": paths.log_dir,
+        "TEMP_DIR": paths.temp_dir,
+        "WEB_DIR": paths.web_dir,
+        "IMAGES_DIR": paths.images_dir,
+        "LISTEN": listen,
+        "UPSTREAM_SERVERS": upstream,
+        "CLIENT_MAX_BODY": f"{settings.max_upload_mb * 1024 + MULTIPART_SLACK_KB}k",
+        "MAX_UPLOAD_MB": str(settings.max_upload_mb),
+        "REQUEST_TIMEOUT": str(settings.request_timeout),
+    }
+    text = TEMPLATE.read_text()
+    for name, value in values.items():
+        text = text.replace(f"@@{name}@@", value)
+    if "@@" in text:
+        raise RuntimeError("nginx.conf.template has a placeholder render() does not fill")
+    return text
+
+
+def find_nginx() -> str | None:
+    """The nginx binary: from PATH, else Debian's /usr/sbin/nginx; None when not installed."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return str(NGINX_FALLBACK) if os.access(NGINX_FALLBACK, os.X_OK) else None
+
+
+def prepare_runtime(settings: Settings) -> Path:
+    """Create the runtime and log folders and write the rendered config; returns its path."""
+    paths = local_paths(settings)
+    for folder in (paths.temp_dir, paths.log_dir):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    conf = runtime_dir(settings) / "nginx.conf"
+    _write_atomically(conf, render(settings))
+    return conf
+
+
+def nginx_argv(nginx: str, conf: Path, *, test: bool = False) -> list[str]:
+    """nginx in the foreground (so the supervisor sees it die) with `conf`."""
+    argv = [nginx, "-p", f"{conf.parent}/", "-c", str(conf), "-g", "daemon off;"]
+    return [*argv, "-t", "-q"] if test else argv
+
+
+def check_config(nginx: str, conf: Path) -> str | None:
+    """nginx's own complaint about `conf` (`nginx -t`), or None when it is valid."""
+    done = subprocess.run(nginx_argv(nginx, conf, test=True), capture_output=True, text=True)
+    return None if done.returncode == 0 else (done.stderr.strip() or done.stdout.strip())
+
+
+def write_config(settings: Settings, output: str | None, docker: bool) -> int:
+    """`imagehost nginx-config`: print the rendered config, or write it to `output`."""
+    text = render(settings, docker=docker)
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    _write_atomically(Path(output), text)
+    # Make the written config usable as is: nginx creates neither log nor temp parents.
+    if docker:
+        with contextlib.suppress(OSError):
+            (settings.log_dir / "nginx").mkdir(parents=True, exist_ok=True)
+    else:
+        paths = local_paths(settings)
+        for folder in (paths.temp_dir, paths.log_dir):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def up(settings: Settings) -> int:
+    """`imagehost up`: the workers and nginx in front, supervised until SIGINT/SIGTERM."""
+    nginx = find_nginx()
+    if nginx is None:
+        print(
+            "nginx is not installed; falling back to `imagehost serve` (one process).", flush=True
+        )
+        from .server import serve
+
+        return serve(settings)
+    try:
+        conf = prepare_runtime(settings)
+    except ConfigError as exc:
+        print(f"imagehost up: {exc}", file=sys.stderr)
+        return 2
+    problem = check_config(nginx, conf)
+    if problem:
+        print(
+            f"imagehost up: nginx refuses the rendered config {conf}:\n{problem}", file=sys.stderr
+        )
+        return 1
+    _become_subreaper()
+    nginx_child = Child(
+        name="nginx", argv=nginx_argv(nginx, conf), on_exit=lambda _pid: _reap_orphans()
+    )
+    supervisor = Supervisor([*worker_children(settings), nginx_child])
+    return supervisor.run(ready=lambda: _announce(settings, supervisor))
+
+
+def _announce(settings: Settings, supervisor: Supervisor) -> None:
+    """Once the front answers, say where — and print the management link, once."""
+    deadline = time.monotonic() + 15
+    ports = [settings.port, *settings.worker_ports]
+    while time.monotonic() < deadline and not supervisor.stopping:
+        if all(_accepts(_connect_host(settings.host), p) for p in ports[:1]) and all(
+            _accepts(_connect_host(settings.worker_host), p) for p in ports[1:]
+        ):
+            break
+        time.sleep(0.1)
+    base = settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
+    first, last = settings.worker_ports[0], settings.worker_ports[-1]
+    log.info(
+        "imagehost up: nginx on %s, %d workers on %s:%d-%d, nginx logs in %s",
+        base,
+        len(settings.worker_ports),
+        settings.worker_host,
+        first,
+        last,
+        settings.log_dir / "nginx",
+    )
+    key = _admin_key(settings)
+    if key:
+        print(
+            f"Management link (keeps the admin key in this browser): {base}/upload.html#key={key}",
+            flush=True,
+        )
+
+
+def _admin_key(settings: Settings) -> str:
+    if settings.admin_key:
+        return settings.admin_key
+    with contextlib.suppress(OSError):
+        return (settings.data_dir / "admin_key").read_text().strip()
+    return ""
+
+
+def _connect_host(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _link_host(host: str) -> str:
+    return "localhost" if host in ("0.0.0.0", "::", "") else host
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+# --- nginx's worker processes outlive a killed master ------------------------------------
+# When the nginx master dies abruptly (SIGKILL, OOM), its workers keep running and keep the
+# listening socket, so a restarted nginx could not bind. `up` makes itself their subreaper
+# (they are re-parented to it, not to init) and ends them when the master is gone.
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> None:
+    with contextlib.suppress(Exception):  # Linux only; elsewhere orphans go to init
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _orphaned_nginx_pids() -> list[int]:
+    """Our own children that are nginx processes whose master has died (re-parented to us)."""
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and cmdline.startswith(b"nginx: "):
+            found.append(int(entry.name))
+    return found
+
+
+def _reap_orphans() -> None:
+    orphans = _orphaned_nginx_pids()
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    for pid in orphans:
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+    if orphans:
+        log.warning("ended %d nginx worker(s) left behind by their master", len(orphans))
