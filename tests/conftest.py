@@ -84,7 +84,11 @@ class Running:
         """Run another `imagehost` command against the same folders."""
         return subprocess.run(
             [sys.executable, "-m", "imagehost", *args],
-            env=self.env, cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def stop(self, timeout: float = 15) -> int:
@@ -99,9 +103,29 @@ class Running:
 
 
 def base_env(root: Path, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(
-        ("IMAGES_", "LOG_", "LOGS_", "DATA_", "WEB_SERVER", "ADMIN_", "UPLOADS", "LISTING",
-         "MAX_", "PUBLIC_URL", "STRIP_", "ALLOWED_", "REQUEST_TIMEOUT", "HOST", "PORT"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "IMAGES_",
+                "LOG_",
+                "LOGS_",
+                "DATA_",
+                "WEB_SERVER",
+                "ADMIN_",
+                "UPLOADS",
+                "LISTING",
+                "MAX_",
+                "PUBLIC_URL",
+                "STRIP_",
+                "ALLOWED_",
+                "REQUEST_TIMEOUT",
+                "HOST",
+                "PORT",
+            )
+        )
+    }
     env.update(
         IMAGES_DIR=str(root / "images"),
         LOG_DIR=str(root / "logs"),
@@ -119,14 +143,20 @@ def start(command: str, root: Path, wait_for: str, **overrides: str) -> Running:
     root.mkdir(parents=True, exist_ok=True)
     overrides.setdefault("PORT", str(free_port_range(1)))
     if command != "serve":
-        overrides.setdefault("WEB_SERVER_START_PORT",
-                             str(free_port_range(int(overrides.get("WEB_SERVER_WORKERS", "2")))))
+        overrides.setdefault(
+            "WEB_SERVER_START_PORT",
+            str(free_port_range(int(overrides.get("WEB_SERVER_WORKERS", "2")))),
+        )
     env = base_env(root, **overrides)
     # Console output goes to a file: a pipe nobody reads would fill up and block the server.
     console = open(root / f"{command}.console", "ab")  # noqa: SIM115 (closed by stop())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imagehost", command], env=env, cwd=root,
-        stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-m", "imagehost", command],
+        env=env,
+        cwd=root,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     console.close()
     url = f"http://127.0.0.1:{env['PORT']}"

@@ -87,34 +87,67 @@ TABLE: tuple[Setting, ...] = (
     Setting("LOG_DIR", "./logs", "app.log here, nginx logs in nginx/", Path, ("LOGS_DIR",)),
     Setting("DATA_DIR", "./data", "catalog database and generated admin key; never served", Path),
     Setting("WEB_SERVER_WORKERS", "", "worker processes (default: number of CPUs)", _int(1, 64)),
-    Setting("WEB_SERVER_START_PORT", "8000", "first worker port; worker i listens on START+i",
-            _int(1, 65535)),
-    Setting("WORKER_HOST", "127.0.0.1",
-            "address the workers bind (keep loopback; 0.0.0.0 only inside a container network)"),
+    Setting(
+        "WEB_SERVER_START_PORT",
+        "8000",
+        "first worker port; worker i listens on START+i",
+        _int(1, 65535),
+    ),
+    Setting(
+        "WORKER_HOST",
+        "127.0.0.1",
+        "address the workers bind (keep loopback; 0.0.0.0 only inside a container network)",
+    ),
     Setting("HOST", "127.0.0.1", "address the front (nginx or serve) listens on"),
     Setting("PORT", "8080", "port the front (nginx or serve) listens on", _int(0, 65535)),
-    Setting("PUBLIC_URL", "", "base of handed-out URLs, e.g. https://img.example.org "
-            "(default: from the request's Host)", _public_url),
+    Setting(
+        "PUBLIC_URL",
+        "",
+        "base of handed-out URLs, e.g. https://img.example.org (default: from the request's Host)",
+        _public_url,
+    ),
     Setting("MAX_UPLOAD_MB", "5", "largest accepted upload, in MiB", _int(1, 1024)),
-    Setting("MAX_IMAGE_PIXELS", "50000000", "larger images are refused (decompression bombs)",
-            _int(1, 1_000_000_000)),
-    Setting("MAX_FRAMES", "1000", "animated images with more frames are refused",
-            _int(1, 100_000)),
-    Setting("ALLOWED_FORMATS", ",".join(FORMATS), "accepted formats, by detected content",
-            _formats),
-    Setting("ADMIN_KEY", "", "lists-all and deletes-any key (default: generated once, kept "
-            "in DATA_DIR/admin_key)", _key),
-    Setting("UPLOADS", "open", "open: anyone may upload; key: uploads need the admin key",
-            _choice("open", "key")),
-    Setting("LISTING", "public", "public: anyone may list; key: listing needs the admin key",
-            _choice("public", "key")),
+    Setting(
+        "MAX_IMAGE_PIXELS",
+        "50000000",
+        "larger images are refused (decompression bombs)",
+        _int(1, 1_000_000_000),
+    ),
+    Setting("MAX_FRAMES", "1000", "animated images with more frames are refused", _int(1, 100_000)),
+    Setting(
+        "ALLOWED_FORMATS", ",".join(FORMATS), "accepted formats, by detected content", _formats
+    ),
+    Setting(
+        "ADMIN_KEY",
+        "",
+        "lists-all and deletes-any key (default: generated once, kept in DATA_DIR/admin_key)",
+        _key,
+    ),
+    Setting(
+        "UPLOADS",
+        "open",
+        "open: anyone may upload; key: uploads need the admin key",
+        _choice("open", "key"),
+    ),
+    Setting(
+        "LISTING",
+        "public",
+        "public: anyone may list; key: listing needs the admin key",
+        _choice("public", "key"),
+    ),
     Setting("STRIP_METADATA", "true", "remove EXIF/GPS/XMP/IPTC from stored originals", _bool),
-    Setting("REQUEST_TIMEOUT", "30", "seconds a client has to send one whole request",
-            _int(1, 3600)),
-    Setting("LOG_LEVEL", "info", "debug, info, warning or error",
-            _choice("debug", "info", "warning", "error")),
-    Setting("LOG_FORMAT", "text", "text, or json for one JSON object per line",
-            _choice("text", "json")),
+    Setting(
+        "REQUEST_TIMEOUT", "30", "seconds a client has to send one whole request", _int(1, 3600)
+    ),
+    Setting(
+        "LOG_LEVEL",
+        "info",
+        "debug, info, warning or error",
+        _choice("debug", "info", "warning", "error"),
+    ),
+    Setting(
+        "LOG_FORMAT", "text", "text, or json for one JSON object per line", _choice("text", "json")
+    ),
 )
 
 
@@ -168,7 +201,9 @@ class Settings:
         return out
 
 
-def load(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+def load(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
     """Settings from `environ` (default `os.environ`) over `env_file` if it exists.
 
     Raises ConfigError with one line naming the variable and its value when a value is bad.
@@ -193,8 +228,10 @@ def load(environ: Mapping[str, str] | None = None, env_file: str | Path | None =
     settings = Settings(**values)
     last_port = settings.web_server_start_port + settings.web_server_workers - 1
     if last_port > 65535:
-        raise ConfigError(f"WEB_SERVER_START_PORT={settings.web_server_start_port}: "
-                          f"{settings.web_server_workers} workers would pass port 65535")
+        raise ConfigError(
+            f"WEB_SERVER_START_PORT={settings.web_server_start_port}: "
+            f"{settings.web_server_workers} workers would pass port 65535"
+        )
     return settings
 
 

@@ -1,0 +1,84 @@
+"""Who may do what: the admin key, delete tokens, and the UPLOADS / LISTING policies.
+
+Secrets are compared with hmac.compare_digest; delete tokens are stored only as SHA-256
+hashes, so a leaked catalog does not let anyone delete.
+"""
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+from .errors import Forbidden, Unauthorized
+
+ADMIN_KEY_FILE = "admin_key"
+
+
+def load_admin_key(configured: str, data_dir: Path) -> str:
+    """ADMIN_KEY when set; otherwise the key kept in DATA_DIR/admin_key, made on first start."""
+    if configured:
+        return configured
+    path = Path(data_dir) / ADMIN_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: of several workers starting at once, exactly one writes the key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty") from None
+    key = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return key
+
+
+def new_delete_token() -> tuple[str, str]:
+    """A fresh delete token and the hash to store."""
+    token = secrets.token_urlsafe(24)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def is_admin(authorization: str | None, admin_key: str) -> bool:
+    """True only for `Authorization: Bearer <ADMIN_KEY>`; raises Forbidden for a wrong key."""
+    given = bearer(authorization)
+    if given is None:
+        return False
+    if not hmac.compare_digest(given.encode(), admin_key.encode()):
+        raise Forbidden("The admin key is wrong.")
+    return True
+
+
+def require_admin(authorization: str | None, admin_key: str, what: str) -> None:
+    if not is_admin(authorization, admin_key):
+        raise Unauthorized(f"{what} needs the admin key (Authorization: Bearer <key>).")
+
+
+def check_delete(
+    authorization: str | None, delete_token: str | None, admin_key: str, token_hash: str | None
+) -> None:
+    """Allow a delete by the admin key or the image's own delete token; raise otherwise."""
+    if is_admin(authorization, admin_key):
+        return
+    if not delete_token:
+        raise Unauthorized("Deleting needs this image's delete token or the admin key.")
+    if not token_hash or not hmac.compare_digest(hash_token(delete_token), token_hash):
+        raise Forbidden("The delete token is wrong for this image.")

@@ -1,0 +1,351 @@
+"""The HTTP layer, and the only module that imports http.server: request → router → response.
+
+Each worker is a ThreadingHTTPServer speaking HTTP/1.1 with keep-alive. A reaper thread
+enforces REQUEST_TIMEOUT on every request from its first byte to its last, so a client that
+trickles bytes (slowloris) cannot hold a thread forever; an idle keep-alive connection is
+closed by the socket timeout. Every error becomes the JSON shape of errors.error_body here.
+"""
+
+import contextlib
+import json
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from . import logs
+from .config import Settings
+from .errors import ApiError, BadRequest, error_body
+from .uploads import Body
+
+log = logging.getLogger("imagehost.request")
+
+LINGER_S = 2.0  # after refusing a body, read and discard what is in flight for this long
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?$")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: object  # http.client.HTTPMessage: case-insensitive .get()
+    body: Body
+    base_url: str
+    request_id: str
+    client: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def query_value(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+@dataclass
+class Response:
+    """A whole response, built before any of it is written."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None  # sent after the headers, when set (body is then ignored)
+
+    @classmethod
+    def json(cls, value, status: int = 200, headers: dict | None = None) -> "Response":
+        data = json.dumps(value, ensure_ascii=False).encode()
+        return cls(status, data, {"Content-Type": "application/json", **(headers or {})})
+
+    @classmethod
+    def error(cls, exc: ApiError) -> "Response":
+        headers = {"Content-Type": "application/json", **exc.headers}
+        return cls(exc.status, error_body(exc.status, exc.code, exc.detail), headers)
+
+
+class Deadlines:
+    """Sockets with a time by which their current request must have arrived in full."""
+
+    def __init__(self):
+        self._due: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+
+    def set(self, sock: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._due[sock] = time.monotonic() + seconds
+
+    def clear(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._due.pop(sock, None)
+
+    def reap_forever(self, interval: float = 0.5) -> None:
+        while True:
+            time.sleep(interval)
+            now = time.monotonic()
+            with self._lock:
+                late = [s for s, due in self._due.items() if due < now]
+                for sock in late:
+                    del self._due[sock]
+            for sock in late:
+                log.info(
+                    "closing a connection whose request took too long",
+                    extra={"fields": {"reason": "request_timeout"}},
+                )
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(self, address, app, behind_proxy: bool):
+        self.app = app
+        self.behind_proxy = behind_proxy
+        self.deadlines = Deadlines()
+        self.in_flight = 0  # requests being handled; shutdown waits for them
+        self.in_flight_lock = threading.Lock()
+        super().__init__(address, Handler)
+        threading.Thread(target=self.deadlines.reap_forever, daemon=True).start()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "imagehost"
+    sys_version = ""
+    server: Server
+
+    def setup(self) -> None:
+        self.timeout = self.server.app.settings.request_timeout  # idle keep-alive limit
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        self.server.deadlines.set(self.connection, self.server.app.settings.request_timeout)
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError, OSError):
+            self.close_connection = True
+        finally:
+            self.server.deadlines.clear(self.connection)
+
+    def __getattr__(self, name: str):
+        if name.startswith("do_"):  # every method reaches the router, which answers 404/405
+            return self.dispatch
+        raise AttributeError(name)
+
+    def dispatch(self) -> None:
+        with self.server.in_flight_lock:
+            self.server.in_flight += 1
+        try:
+            self._dispatch()
+        finally:
+            with self.server.in_flight_lock:
+                self.server.in_flight -= 1
+
+    def _dispatch(self) -> None:
+        started = time.perf_counter()
+        request, response = None, None
+        try:
+            request = self._request()
+            response = self.server.app.handle(request)
+            if not request.body.done:  # handler did not read the body: don't reuse the socket
+                self.close_connection = True
+        except ApiError as exc:
+            response = Response.error(exc)
+            if request is None or not request.body.done:
+                self.close_connection = True
+        except Exception:
+            log.exception("unexpected error", extra={"fields": self._fields(request)})
+            response = Response.error(ApiError())
+            self.close_connection = True
+        self.server.deadlines.clear(self.connection)
+        sent = self._send(response, request)
+        if self.close_connection and request is not None and not request.body.done:
+            self._linger()
+        fields = self._fields(request)
+        fields.update(
+            status=response.status, bytes=sent, ms=round((time.perf_counter() - started) * 1000, 1)
+        )
+        level = logging.WARNING if response.status >= 400 else logging.INFO
+        if response.status >= 500:
+            level = logging.ERROR
+        log.log(level, "%s %s", self.command, self.path[:200], extra={"fields": fields})
+
+    def _fields(self, request: Request | None) -> dict:
+        if request is None:
+            return {"client": self.client_address[0]}
+        return {"rid": request.request_id, "client": request.client}
+
+    def _request(self) -> Request:
+        app = self.server.app
+        parts = urlsplit(self.path)
+        if not parts.path.startswith("/") or parts.scheme or parts.netloc:
+            raise BadRequest("The request target must be a path.", code="bad_path")
+        headers = self.headers
+        if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+            length = None
+        else:
+            try:
+                length = int(headers.get("Content-Length") or 0)
+            except ValueError:
+                raise BadRequest("Content-Length is not a number.", code="bad_length") from None
+            if length < 0:
+                raise BadRequest("Content-Length is negative.", code="bad_length")
+        body = Body(self.rfile, length, app.body_limit_bytes)
+        rid = headers.get("X-Request-ID") or ""
+        behind = self.server.behind_proxy
+        return Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers=headers,
+            body=body,
+            base_url=self._base_url(headers, behind),
+            request_id=rid if _REQUEST_ID.match(rid) else secrets.token_hex(8),
+            client=(headers.get("X-Real-IP") if behind else None) or self.client_address[0],
+        )
+
+    def _base_url(self, headers, behind_proxy: bool) -> str:
+        settings = self.server.app.settings
+        if settings.public_url:
+            return settings.public_url
+        scheme = "http"
+        if behind_proxy and headers.get("X-Forwarded-Proto") in ("http", "https"):
+            scheme = headers["X-Forwarded-Proto"]
+        host = headers.get("Host") or ""
+        if not _HOST.match(host):
+            host = f"{settings.host}:{settings.port}"
+        return f"{scheme}://{host}"
+
+    def _send(self, response: Response, request: Request | None) -> int:
+        """Write the whole response; returns the body bytes sent."""
+        headers = dict(response.headers)
+        if request is not None:
+            headers["X-Request-ID"] = request.request_id
+        if response.file is not None:
+            length = response.file.stat().st_size
+        else:
+            length = len(response.body)
+        if response.status != 304:
+            headers["Content-Length"] = str(length)
+        if self.close_connection:
+            headers["Connection"] = "close"
+        try:
+            self.send_response_only(response.status)
+            self.send_header("Date", self.date_time_string())
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command == "HEAD" or response.status in (204, 304):
+                return 0
+            if response.file is not None:
+                with open(response.file, "rb") as f:
+                    self.connection.sendfile(f)  # wfile is unbuffered, so this keeps order
+            else:
+                self.wfile.write(response.body)
+            return length
+        except OSError:
+            self.close_connection = True
+            return 0
+
+    def _linger(self) -> None:
+        """Half-close and drain briefly, so the client reads our answer instead of a reset."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            until = time.monotonic() + LINGER_S
+            while time.monotonic() < until and self.connection.recv(65536):
+                pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        """http.server's own refusals (bad request line, header too large …) as JSON."""
+        status = HTTPStatus(code)
+        codes = {
+            400: "bad_request",
+            414: "uri_too_long",
+            431: "headers_too_large",
+            501: "method_not_allowed",
+            505: "http_version_not_supported",
+        }
+        detail = {
+            431: "The request headers are too large.",
+            414: "The request line is too long.",
+        }.get(code, f"{status.phrase}.")
+        body = error_body(code, codes.get(code, "bad_request"), detail)
+        self.close_connection = True
+        try:
+            self.send_response_only(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass
+        log.warning(
+            "refused a malformed request",
+            extra={"fields": {"status": code, "client": self.client_address[0]}},
+        )
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
+        pass  # dispatch() logs every request once, with our fields
+
+
+def run(app, host: str, port: int, behind_proxy: bool, ready=None) -> int:
+    """Serve `app` on host:port until SIGTERM/SIGINT; in-flight requests are finished."""
+    import signal
+
+    httpd = Server((host, port), app, behind_proxy)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2})
+    thread.start()
+    if ready:
+        ready(httpd.server_address[1])
+    stop.wait()
+    httpd.shutdown()  # stops accepting; requests in flight run to the end (idle ones don't)
+    httpd.server_close()
+    deadline = time.monotonic() + 10
+    while httpd.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 0
+
+
+def serve(settings: Settings) -> int:
+    """`imagehost serve`: API, frontend and images on HOST:PORT in one process."""
+    from .api import App
+
+    logs.setup(settings, role="serve")
+    app = App(settings)
+
+    def ready(port: int) -> None:
+        url = f"http://{settings.host}:{port}"
+        logging.getLogger("imagehost").info("serving on %s", url)
+        app.announce(url)
+
+    return run(app, settings.host, settings.port, behind_proxy=False, ready=ready)
+
+
+def worker(settings: Settings, port: int) -> int:
+    """`imagehost worker --port P`: one API worker behind nginx."""
+    from .api import App
+
+    logs.setup(settings, role=f"worker:{port}")
+    app = App(settings)
+    return run(app, settings.worker_host, port, behind_proxy=True)

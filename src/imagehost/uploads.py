@@ -1,0 +1,245 @@
+"""Receiving an upload, and the only module that imports python_multipart.
+
+The body is read in chunks and written to a temporary file as it arrives — never held whole in
+memory — with the size limit enforced while counting, since the library's own default limit is
+"unlimited" and it truncates rather than fails.
+"""
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from .errors import BadRequest, PayloadTooLarge, UnsupportedImage
+
+CHUNK_BYTES = 64 * 1024
+MULTIPART_SLACK_BYTES = 64 * 1024  # room for boundaries and part headers around the file
+MAX_PARTS = 16  # a form with more parts than this is not our upload form
+MAX_FIELD_BYTES = 4096  # non-file fields are read and ignored, but not without bound
+MAX_NAME_CHARS = 255
+_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,./:=?-]{1,70}$")  # RFC 2046 §5.1.1 bcharsnospace
+
+
+@dataclass
+class Upload:
+    """A received file: where its bytes are, what the client called it, how many bytes."""
+
+    path: Path
+    original_name: str
+    size: int
+
+
+class Body:
+    """The request body as a stream, with framing decoded and the byte limit enforced.
+
+    `content_length` None means chunked transfer coding (RFC 9112 §7.1). Reading past
+    `max_bytes` raises PayloadTooLarge.
+    """
+
+    def __init__(self, rfile: BinaryIO, content_length: int | None, max_bytes: int):
+        self.rfile = rfile
+        self.remaining = content_length
+        self.chunked = content_length is None
+        self.chunk_left = 0
+        self.done = content_length == 0
+        self.max_bytes = max_bytes
+        self.count = 0
+
+    def read(self, size: int = CHUNK_BYTES) -> bytes:
+        """Up to `size` bytes; b"" at the end. BadRequest when the client stops too early."""
+        if self.done:
+            return b""
+        data = self._read_chunked(size) if self.chunked else self._read_length(size)
+        self.count += len(data)
+        if self.count > self.max_bytes:
+            raise PayloadTooLarge()
+        return data
+
+    def _read_length(self, size: int) -> bytes:
+        data = self.rfile.read(min(size, self.remaining))
+        if not data:
+            raise BadRequest("The request body ended before its Content-Length.", code="incomplete")
+        self.remaining -= len(data)
+        self.done = self.remaining == 0
+        return data
+
+    def _read_chunked(self, size: int) -> bytes:
+        if self.chunk_left == 0:
+            line = self.rfile.readline(1026)
+            try:
+                self.chunk_left = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadRequest("Bad chunked encoding.", code="bad_chunked") from None
+            if self.chunk_left == 0:
+                while self.rfile.readline(8194) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields, ignored
+                self.done = True
+                return b""
+        data = self.rfile.read(min(size, self.chunk_left))
+        if not data:
+            raise BadRequest("The request body ended before its last chunk.", code="incomplete")
+        self.chunk_left -= len(data)
+        if self.chunk_left == 0:
+            self.rfile.readline(3)  # the CRLF after the chunk data
+        return data
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+
+def clean_name(raw: str) -> str:
+    """The uploader's file name as display text: control characters dropped, length-capped.
+
+    It is never used in a path; this only keeps logs and tables readable.
+    """
+    text = "".join(c for c in raw if unicodedata.category(c) not in ("Cc", "Cf", "Cs"))
+    return text.strip()[:MAX_NAME_CHARS] or "upload"
+
+
+def receive_raw(body: Body, target: Path, name_header: str | None) -> Upload:
+    """A body that is the image itself (`Content-Type: image/*`), name from `X-Filename`."""
+    size = 0
+    with open(target, "wb") as out:
+        while data := body.read():
+            out.write(data)
+            size += len(data)
+    if size == 0:
+        raise BadRequest("The uploaded file is empty.", code="empty_file")
+    return Upload(target, clean_name(unquote(name_header or "")), size)
+
+
+def receive_multipart(body: Body, content_type: str, target: Path, max_file_bytes: int) -> Upload:
+    """A `multipart/form-data` body with exactly one file part, preferably named `file`.
+
+    Raises BadRequest (invalid_multipart, missing_file, too_many_files, empty_file) and
+    PayloadTooLarge; the caller removes `target` on error.
+    """
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary", b"").decode("latin-1")
+    if not _BOUNDARY.match(boundary):
+        raise BadRequest("The multipart body has no valid boundary.", code="invalid_multipart")
+    state = _Form(target, max_file_bytes)
+    parser = MultipartParser(boundary, state.callbacks(), max_header_count=8)
+    try:
+        with state:
+            while data := body.read():
+                parser.write(data)
+            parser.finalize()
+    except MultipartParseError:
+        raise BadRequest("The multipart body is malformed.", code="invalid_multipart") from None
+    return state.result()
+
+
+class _Form:
+    """Callbacks for the streaming parser: routes the one file part to disk, skips the rest."""
+
+    def __init__(self, target: Path, max_file_bytes: int):
+        self.target = target
+        self.max_file_bytes = max_file_bytes
+        self.out: BinaryIO | None = None
+        self.parts = 0
+        self.files = 0
+        self.ended = False
+        self.header_name = b""
+        self.header_value = b""
+        self.disposition = b""
+        self.current: str | None = None  # "file", "field" or None while in headers
+        self.field_bytes = 0
+        self.file_bytes = 0
+        self.file_name = ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.out:
+            self.out.close()
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": lambda d, s, e: self._add("header_name", d[s:e]),
+            "on_header_value": lambda d, s, e: self._add("header_value", d[s:e]),
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.part_data,
+            "on_end": self.end,
+        }
+
+    def _add(self, attr: str, data: bytes) -> None:
+        setattr(self, attr, getattr(self, attr) + data)
+
+    def part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise BadRequest(
+                f"At most {MAX_PARTS} form fields are accepted.", code="too_many_parts"
+            )
+        self.disposition = b""
+        self.current = None
+
+    def header_end(self) -> None:
+        if self.header_name.strip().lower() == b"content-disposition":
+            self.disposition = self.header_value
+        self.header_name = self.header_value = b""
+
+    def headers_finished(self) -> None:
+        kind, options = parse_options_header(self.disposition)
+        if kind != b"form-data":
+            raise BadRequest("A form part has no form-data disposition.", code="invalid_multipart")
+        if b"filename" not in options:
+            self.current, self.field_bytes = "field", 0
+            return
+        self.files += 1
+        if self.files > 1:
+            raise BadRequest("Send exactly one file per upload.", code="too_many_files")
+        self.current = "file"
+        self.file_name = clean_name(options[b"filename"].decode("utf-8", "replace"))
+        self.out = open(self.target, "wb")  # noqa: SIM115 (closed by __exit__)
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.current == "file":
+            self.file_bytes += end - start
+            if self.file_bytes > self.max_file_bytes:
+                raise PayloadTooLarge()
+            self.out.write(data[start:end])
+        else:
+            self.field_bytes += end - start
+            if self.field_bytes > MAX_FIELD_BYTES:
+                raise BadRequest("A form field is too long.", code="invalid_multipart")
+
+    def end(self) -> None:
+        self.ended = True
+
+    def result(self) -> Upload:
+        if not self.ended:
+            raise BadRequest("The multipart body ended too early.", code="invalid_multipart")
+        if self.files == 0:
+            raise BadRequest(
+                "The form has no file; send it in the field 'file'.", code="missing_file"
+            )
+        if self.file_bytes == 0:
+            raise BadRequest("The uploaded file is empty.", code="empty_file")
+        return Upload(self.target, self.file_name, self.file_bytes)
+
+
+def receive(
+    body: Body, content_type: str, target: Path, max_file_bytes: int, name_header: str | None = None
+) -> Upload:
+    """Stream the upload in `body` to `target`, by its Content-Type: multipart or raw image."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        return receive_multipart(body, content_type, target, max_file_bytes)
+    if media.startswith("image/"):
+        return receive_raw(body, target, name_header)
+    raise UnsupportedImage(
+        "Send the image as multipart/form-data (field 'file') or as the body with "
+        "Content-Type: image/*.",
+        code="unsupported_media_type",
+    )

@@ -1,0 +1,123 @@
+"""The supervisor: starts child processes (workers, nginx), restarts those that die, stops all.
+
+Workers are separate interpreters (`imagehost worker --port P`), so a crash in one — even a
+SIGKILL mid-upload — takes only its own connections down; the supervisor restarts it and
+removes the temporary files it left behind.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import Settings
+
+log = logging.getLogger("imagehost.supervisor")
+
+RESTART_BACKOFF_S = (0.1, 0.5, 1, 2, 5)  # restart delays after consecutive quick deaths
+STOP_GRACE_S = 10  # in-flight requests get this long after SIGTERM before SIGKILL
+
+
+@dataclass
+class Child:
+    """One supervised process: how to start it and what to clean after it dies."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    on_exit: Callable[[int], None] | None = None  # called with the dead child's pid
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0
+    restart_at: float = 0.0
+    restarts: int = field(default=0)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env)
+        self.started_at = time.monotonic()
+        log.info("started %s pid=%d", self.name, self.proc.pid)
+
+
+def worker_children(settings: Settings) -> list[Child]:
+    """One `imagehost worker` per port in WEB_SERVER_START_PORT .. +WEB_SERVER_WORKERS-1."""
+    from . import store  # a worker's leftovers are removed by pid
+
+    env = {**os.environ, **settings.as_environ()}
+    return [
+        Child(
+            name=f"worker:{port}",
+            argv=[sys.executable, "-m", "imagehost", "worker", "--port", str(port)],
+            env=env,
+            on_exit=lambda pid: store.remove_temp_files_of(settings.images_dir, pid),
+        )
+        for port in settings.worker_ports
+    ]
+
+
+class Supervisor:
+    """Keeps every child running until SIGINT/SIGTERM, then stops them all and waits."""
+
+    def __init__(self, children: list[Child]):
+        self.children = children
+        self.stopping = False
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stopping = True
+
+    def run(self, ready: Callable[[], None] | None = None) -> int:
+        """Start all children and supervise them; returns 0 after a clean stop."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for child in self.children:
+                child.start()
+            if ready:
+                ready()
+            while not self.stopping:
+                self._reap_and_restart()
+                time.sleep(0.1)
+        finally:
+            self.stop_all()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return 0
+
+    def _reap_and_restart(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is None:
+                if now >= child.restart_at:
+                    child.start()
+                    child.restarts += 1
+                continue
+            code = child.proc.poll()
+            if code is None:
+                continue
+            log.error("%s pid=%d exited with %s; restarting", child.name, child.proc.pid, code)
+            if child.on_exit:
+                child.on_exit(child.proc.pid)
+            lived = now - child.started_at
+            child.quick_deaths = child.quick_deaths + 1 if lived < 5 else 0
+            delay = RESTART_BACKOFF_S[min(child.quick_deaths, len(RESTART_BACKOFF_S) - 1)]
+            child.proc = None
+            child.restart_at = now + delay
+
+    def stop_all(self) -> None:
+        """SIGTERM every child, wait STOP_GRACE_S for them to finish, then SIGKILL."""
+        running = [c for c in self.children if c.proc and c.proc.poll() is None]
+        for child in running:
+            child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in running:
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s pid=%d did not stop; killing it", child.name, child.proc.pid)
+                child.proc.kill()
+                child.proc.wait()
+            if child.on_exit:
+                child.on_exit(child.proc.pid)
+        log.info("all processes stopped")
