@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import logs, rights
 from .config import Settings
 from .errors import ConfigError
 from .workers import Child, Supervisor, worker_children
@@ -214,6 +215,7 @@ def up(settings: Settings) -> int:
         from .server import serve
 
         return serve(settings)
+    logs.setup(settings, role="up")
     try:
         conf = prepare_runtime(settings)
     except ConfigError as exc:
@@ -225,28 +227,29 @@ def up(settings: Settings) -> int:
             f"imagehost up: nginx refuses the rendered config {conf}:\n{problem}", file=sys.stderr
         )
         return 1
+    # Made here, once, before the workers race for it (they would agree anyway: O_EXCL).
+    admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
     _become_subreaper()
     nginx_child = Child(
         name="nginx", argv=nginx_argv(nginx, conf), on_exit=lambda _pid: _reap_orphans()
     )
     supervisor = Supervisor([*worker_children(settings), nginx_child])
-    return supervisor.run(ready=lambda: _announce(settings, supervisor))
+    return supervisor.run(ready=lambda: _announce(settings, supervisor, admin_key))
 
 
-def _announce(settings: Settings, supervisor: Supervisor) -> None:
-    """Once the front answers, say where — and print the management link, once."""
+def _announce(settings: Settings, supervisor: Supervisor, admin_key: str) -> None:
+    """Once the front answers, say where, and log the management link (only `up` does)."""
     deadline = time.monotonic() + 15
-    ports = [settings.port, *settings.worker_ports]
     while time.monotonic() < deadline and not supervisor.stopping:
-        if all(_accepts(_connect_host(settings.host), p) for p in ports[:1]) and all(
-            _accepts(_connect_host(settings.worker_host), p) for p in ports[1:]
+        if _accepts(_connect_host(settings.host), settings.port) and all(
+            _accepts(_connect_host(settings.worker_host), p) for p in settings.worker_ports
         ):
             break
         time.sleep(0.1)
     base = settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
     first, last = settings.worker_ports[0], settings.worker_ports[-1]
     log.info(
-        "imagehost up: nginx on %s, %d workers on %s:%d-%d, nginx logs in %s",
+        "nginx on %s, %d workers on %s:%d-%d, nginx logs in %s",
         base,
         len(settings.worker_ports),
         settings.worker_host,
@@ -254,20 +257,7 @@ def _announce(settings: Settings, supervisor: Supervisor) -> None:
         last,
         settings.log_dir / "nginx",
     )
-    key = _admin_key(settings)
-    if key:
-        print(
-            f"Management link (keeps the admin key in this browser): {base}/upload.html#key={key}",
-            flush=True,
-        )
-
-
-def _admin_key(settings: Settings) -> str:
-    if settings.admin_key:
-        return settings.admin_key
-    with contextlib.suppress(OSError):
-        return (settings.data_dir / "admin_key").read_text().strip()
-    return ""
+    log.info("management link (keep it private): %s/upload.html#key=%s", base, admin_key)
 
 
 def _connect_host(host: str) -> str:
