@@ -1,0 +1,67 @@
+// Plain words for each error code. The code decides what we say; the server's detail follows.
+
+const UPLOAD_TITLES = {
+  too_large: "Too large.",
+  unsupported_type: "Not an image this server accepts.",
+  too_many_pixels: "Too many pixels.",
+  too_many_frames: "Too many animation frames.",
+  corrupt_image: "The image could not be read.",
+  invalid_image: "The image could not be read.",
+  empty_file: "The file is empty.",
+  missing_file: "No file arrived.",
+  invalid_multipart: "The upload arrived garbled.",
+  too_many_files: "Only one file per upload.",
+  auth_required: "Uploads on this server need the admin key.",
+  forbidden: "The admin key stored in this browser was refused.",
+  storage_full: "The server is out of space.",
+  unavailable: "The server is busy.",
+  network: "Could not reach the server.",
+  bad_response: "The server gave an answer we could not read.",
+  aborted: "Upload cancelled.",
+};
+
+const UPLOAD_HINTS = {
+  network: "Check your connection, then try again.",
+  unavailable: "Try again in a moment.",
+  auth_required: "Open the management link from the server's log to store the key here.",
+  forbidden: "Open the management link again, or forget the key and ask for a new link.",
+};
+
+/** { title, detail } for a failed upload. */
+export function uploadFailure(error) {
+  const title = UPLOAD_TITLES[error.code] || "The server refused this file.";
+  const detail = error.detail || UPLOAD_HINTS[error.code] || "";
+  return { title, detail };
+}
+
+/** Whether trying the same upload again could work. */
+export function isRetryable(error) {
+  return ["network", "unavailable", "server_error", "bad_response", "aborted"].includes(error.code);
+}
+
+/** A sentence for the Images tab when the listing fails. */
+export function listingFailure(error) {
+  switch (error.code) {
+    case "auth_required":
+      return "The image list on this server is private. Open the management link from the server's log to see it here.";
+    case "forbidden":
+      return "The admin key stored in this browser was refused, so the image list can't be shown. Open the management link again.";
+    case "network":
+      return "Could not reach the server to load the images. Retrying…";
+    default:
+      return `The image list could not be loaded${error.detail ? `: ${error.detail}` : "."} Retrying…`;
+  }
+}
+
+/** A sentence for a failed delete. */
+export function deleteFailure(error, name) {
+  switch (error.code) {
+    case "auth_required":
+    case "forbidden":
+      return `“${name}” was not deleted: this browser is not allowed to delete it.`;
+    case "network":
+      return `“${name}” was not deleted: could not reach the server. Try again.`;
+    default:
+      return `“${name}” was not deleted${error.detail ? `: ${error.detail}` : "."}`;
+  }
+}
