@@ -161,21 +161,32 @@ def start(command: str, root: Path, wait_for: str, **overrides: str) -> Running:
     console.close()
     url = f"http://127.0.0.1:{env['PORT']}"
     running = Running(url=url, proc=proc, root=root, env=env)
+    if command == "workers":  # no front: wait for every worker port
+        first = int(env["WEB_SERVER_START_PORT"])
+        ports = range(first, first + int(env["WEB_SERVER_WORKERS"]))
+    else:
+        ports = [int(env["PORT"])]
+    for port in ports:
+        _wait_until_answering(running, port, wait_for, command)
+    return running
+
+
+def _wait_until_answering(running: Running, port: int, path: str, command: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = (root / f"{command}.console").read_text(errors="replace")
-            raise RuntimeError(f"imagehost {command} exited {proc.returncode}:\n{out}")
+        if running.proc.poll() is not None:
+            out = (running.root / f"{command}.console").read_text(errors="replace")
+            raise RuntimeError(f"imagehost {command} exited {running.proc.returncode}:\n{out}")
         try:
-            with socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=1) as s:
-                s.sendall(f"GET {wait_for} HTTP/1.0\r\n\r\n".encode())
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
                 if re.match(rb"HTTP/1\.\d 200", s.recv(64)):
-                    return running
+                    return
         except OSError:
             pass
         time.sleep(0.1)
     running.stop()
-    raise RuntimeError(f"imagehost {command} did not answer within 30 s")
+    raise RuntimeError(f"imagehost {command} did not answer on port {port} within 30 s")
 
 
 @pytest.fixture
@@ -201,3 +212,13 @@ def server(serve_factory) -> Running:
 
 def have(binary: str) -> bool:
     return shutil.which(binary) is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long load tests run only when IMAGEHOST_LOAD=1 (as .ci/run sets)."""
+    if os.environ.get("IMAGEHOST_LOAD") == "1":
+        return
+    skip = pytest.mark.skip(reason="load test: set IMAGEHOST_LOAD=1 to run it (CI does)")
+    for item in items:
+        if "load" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,124 @@
+"""The worker pool: many workers sharing one catalog, crashes, restarts and clean stops."""
+
+import io
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import start
+from helpers import check_clean, image_bytes
+from PIL import Image
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid → command line of the direct children of `pid`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(
+            next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1]
+        )
+        if ppid == pid:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def worker_pid(supervisor_pid: int, port: int) -> int:
+    for pid, cmdline in children(supervisor_pid).items():
+        if f"--port {port}" in cmdline:
+            return pid
+    raise LookupError(port)
+
+
+@pytest.fixture
+def pool(tmp_path):
+    running = start("workers", tmp_path / "pool", "/api/health", WEB_SERVER_WORKERS="4")
+    first = int(running.env["WEB_SERVER_START_PORT"])
+    running.ports = [first + i for i in range(4)]
+    yield running
+    running.stop()
+
+
+def test_parallel_uploads_across_workers(pool):
+    sources = [image_bytes("PNG", size=(40 + i, 30), color=(i * 6, 100, 50)) for i in range(40)]
+
+    def send(i: int) -> dict:
+        port = pool.ports[i % len(pool.ports)]
+        resp = requests.post(
+            f"http://127.0.0.1:{port}/api/upload/",
+            timeout=60,
+            files={"file": (f"img{i}.png", sources[i], "image/png")},
+        )
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    with ThreadPoolExecutor(max_workers=40) as executor:
+        answers = list(executor.map(send, range(40)))
+    listing = requests.get(f"http://127.0.0.1:{pool.ports[0]}/api/upload/?limit=200", timeout=10)
+    assert listing.headers["X-Total-Count"] == "40" and len(listing.json()) == 40
+    assert len(list(pool.images_dir.glob("*.png"))) == 40
+    for i, answer in enumerate(answers):
+        served = requests.get(
+            f"http://127.0.0.1:{pool.ports[0]}/images/{answer['filename']}", timeout=10
+        ).content
+        original = Image.open(io.BytesIO(sources[i]))
+        assert Image.open(io.BytesIO(served)).tobytes() == original.tobytes()
+    check_clean(pool)
+
+
+def test_worker_killed_mid_upload_leaves_nothing_and_comes_back(pool):
+    port = pool.ports[1]
+    victim = worker_pid(pool.proc.pid, port)
+    body = image_bytes("PNG", size=(600, 600))
+    head = (
+        f"POST /api/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head + body[: len(body) // 2])
+        temp = pool.images_dir / ".tmp"
+        deadline = time.monotonic() + 10
+        while not list(temp.glob(f"{victim}-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(temp.glob(f"{victim}-*")), "the upload never reached the worker"
+        os.kill(victim, signal.SIGKILL)
+        assert conn.recv(100) == b""  # the connection died with the worker
+    deadline = time.monotonic() + 15
+    replacement = None
+    while time.monotonic() < deadline:
+        try:
+            replacement = worker_pid(pool.proc.pid, port)
+            if (
+                replacement != victim
+                and requests.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code
+                == 200
+            ):
+                break
+        except (LookupError, requests.ConnectionError):
+            pass
+        time.sleep(0.1)
+    assert replacement is not None and replacement != victim
+    assert requests.get(f"http://127.0.0.1:{port}/api/upload/", timeout=5).json() == []
+    assert list(pool.images_dir.glob("*.png")) == []
+    check_clean(pool)
+
+
+def test_sigterm_stops_every_worker(pool):
+    pids = list(children(pool.proc.pid))
+    assert len(pids) == 4
+    assert pool.stop() == 0
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
