@@ -27,6 +27,7 @@ import grp
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -51,6 +52,9 @@ NGINX_FALLBACK = Path("/usr/sbin/nginx")  # Debian's nginx, when /usr/sbin is no
 # MAX_UPLOAD_MB exactly, nginx only refuses what is certainly too large.
 MULTIPART_SLACK_KB = 64
 UPSTREAM_NAME_IN_DOCKER = "backend"
+# Settings land in the config text: nothing that could end a directive or start a variable.
+_HOST = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")
+_UNSAFE_IN_PATH = re.compile(r"[\s\"';{}$\\#]")
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,20 @@ def render(
             settings.worker_host, settings.worker_host
         )
         user_line = _user_directive() if user is None else user
+    for name, value in (("HOST", settings.host), ("WORKER_HOST", settings.worker_host)):
+        if not _HOST.match(value):
+            raise ConfigError(f"{name}={value!r}: not an address nginx can use")
+    for name, value in (
+        ("IMAGES_DIR", paths.images_dir),
+        ("LOG_DIR", paths.log_dir),
+        ("DATA_DIR", paths.temp_dir),
+        ("web folder", paths.web_dir),
+    ):
+        if _UNSAFE_IN_PATH.search(value):
+            raise ConfigError(
+                f"{name}={value!r}: nginx paths cannot contain quotes, spaces, "
+                "$, ;, braces or backslashes"
+            )
     upstream = "\n".join(
         f"        server {_address(upstream_host, port)} max_fails=1 fail_timeout=2s;"
         for port in settings.worker_ports
@@ -206,7 +224,11 @@ def write_config(settings: Settings, output: str | None, docker: bool) -> int:
 
 
 def up(settings: Settings) -> int:
-    """`imagehost up`: the workers and nginx in front, supervised until SIGINT/SIGTERM."""
+    """`imagehost up`: the workers and nginx in front, supervised until SIGINT/SIGTERM.
+
+    Returns 0 after a clean stop; 1 when nginx refuses the config or cannot listen; 2 for a
+    setting nginx cannot use.
+    """
     nginx = find_nginx()
     if nginx is None:
         print(
@@ -218,6 +240,7 @@ def up(settings: Settings) -> int:
     logs.setup(settings, role="up")
     try:
         conf = prepare_runtime(settings)
+        _check_ports_free(settings)
     except ConfigError as exc:
         print(f"imagehost up: {exc}", file=sys.stderr)
         return 2
@@ -234,18 +257,60 @@ def up(settings: Settings) -> int:
         name="nginx", argv=nginx_argv(nginx, conf), on_exit=lambda _pid: _reap_orphans()
     )
     supervisor = Supervisor([*worker_children(settings), nginx_child])
-    return supervisor.run(ready=lambda: _announce(settings, supervisor, admin_key))
+    failed = []
+
+    def ready() -> None:
+        if not _wait_until_listening(settings, supervisor, nginx_child):
+            print(
+                f"imagehost up: nginx did not start on {settings.host}:{settings.port}; "
+                f"see its message above and {settings.log_dir / 'nginx' / 'error.log'}",
+                file=sys.stderr,
+            )
+            failed.append(True)
+            supervisor.stopping = True
+            return
+        _announce(settings, admin_key)
+
+    code = supervisor.run(ready=ready)
+    return 1 if failed else code
 
 
-def _announce(settings: Settings, supervisor: Supervisor, admin_key: str) -> None:
-    """Once the front answers, say where, and log the management link (only `up` does)."""
+def _check_ports_free(settings: Settings) -> None:
+    """Refuse to start when the front port or a worker port is taken (nginx would only retry)."""
+    wanted = [("PORT", settings.host, settings.port)]
+    wanted += [("WEB_SERVER_START_PORT", settings.worker_host, p) for p in settings.worker_ports]
+    for name, host, port in wanted:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(
+                    f"{name}: {_address(host, port)} is not free ({exc.strerror})"
+                ) from None
+
+
+def _wait_until_listening(settings: Settings, supervisor: Supervisor, nginx_child: Child) -> bool:
+    """True once nginx answers on HOST:PORT (then waits briefly for the workers too)."""
+    front = (_connect_host(settings.host), settings.port)
     deadline = time.monotonic() + 15
+    while not _accepts(*front):
+        if nginx_child.proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        if supervisor.stopping:
+            return True
+        time.sleep(0.05)
+    host = _connect_host(settings.worker_host)
     while time.monotonic() < deadline and not supervisor.stopping:
-        if _accepts(_connect_host(settings.host), settings.port) and all(
-            _accepts(_connect_host(settings.worker_host), p) for p in settings.worker_ports
-        ):
+        if all(_accepts(host, p) for p in settings.worker_ports):
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
+    return True
+
+
+def _announce(settings: Settings, admin_key: str) -> None:
+    """Say where the front listens, and log the management link once (only `up` does)."""
     base = settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
     first, last = settings.worker_ports[0], settings.worker_ports[-1]
     log.info(
