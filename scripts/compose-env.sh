@@ -138,6 +138,11 @@ apt_mirror() {
 
 have_image() { podman_env podman image exists "$1"; }
 
+image_recipe() {
+    podman_env podman image inspect --format '{{ index .Config.Labels "imagehost.recipe" }}' \
+        "$1" 2>/dev/null || true
+}
+
 build_rootfs() {
     [[ -s "$ROOTFS_TAR" ]] && return
     local mirror work
@@ -194,27 +199,33 @@ ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 CMD ["python3"]
 EOF
-    # Stand-in for nginx:1.27-alpine: Debian's nginx in the foreground, reading
-    # /etc/nginx/conf.d/*.conf like the official image (the default site is removed), logs to
-    # the console like the official image.
+    # Stand-in for nginx:1.27-alpine: Debian's nginx in the foreground, like the official image:
+    # a `nginx` user, /var/cache/nginx, /etc/nginx/conf.d/*.conf read (the default site is
+    # removed), logs to the console, curl for healthchecks.
     cat >"$ctx/nginx.Containerfile" <<EOF
 FROM $BASE_IMAGE
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
-        nginx \\
+        nginx curl ca-certificates \\
     && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* /var/www/html \\
+    && useradd --system --user-group --no-create-home --home-dir /nonexistent \\
+        --shell /usr/sbin/nologin nginx \\
+    && sed -i 's/^user www-data;/user nginx;/' /etc/nginx/nginx.conf \\
+    && mkdir -p /var/cache/nginx /etc/nginx/conf.d \\
     && ln -sf /dev/stdout /var/log/nginx/access.log \\
     && ln -sf /dev/stderr /var/log/nginx/error.log
 EXPOSE 80
 STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
 EOF
-    local name image
+    # Each image carries a hash of its recipe: a changed recipe is rebuilt, the same one kept.
+    local name image recipe
     for name in python nginx; do
         image="localhost/imagehost-$name:$SUITE"
-        if [[ -n "$rebuild" ]] || ! have_image "$image"; then
+        recipe="$(sha256sum <"$ctx/$name.Containerfile" | cut -c1-16)"
+        if [[ -n "$rebuild" ]] || [[ "$(image_recipe "$image")" != "$recipe" ]]; then
             log "building $image"
-            podman_env podman build --quiet -f "$ctx/$name.Containerfile" \
-                -t "$image" "$ctx" >/dev/null
+            podman_env podman build --quiet --label "imagehost.recipe=$recipe" \
+                -f "$ctx/$name.Containerfile" -t "$image" "$ctx" >/dev/null
         fi
     done
     rm -rf "$ctx"
