@@ -221,7 +221,7 @@ def test_config_follows_the_settings(tmp_path):
     assert "listen 127.0.0.2:9099;" in text
     assert "client_body_timeout 12s;" in text
     assert f"alias {(tmp_path / 'images').resolve()}/$imagehost_file;" in text
-    assert f"access_log {(tmp_path / 'logs').resolve()}/nginx/access.log imagehost;" in text
+    assert f"access_log {(tmp_path / 'logs').resolve()}/nginx/access.log imagehost " in text
     for header in ("X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-ID", "Host"):
         assert f"proxy_set_header {header} " in text
     assert "proxy_request_buffering on;" in text
