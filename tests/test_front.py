@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -303,6 +304,59 @@ def test_up_without_nginx_falls_back_to_serve(tmp_path, monkeypatch, capsys):
     assert len(out) == 1 and "nginx is not installed" in out[0] and "serve" in out[0]
 
 
+class DroppingWorker:
+    """A stand-in worker that reads each request and closes without answering (a crash)."""
+
+    def __init__(self, port: int):
+        self.methods: list[str] = []
+        self.sock = socket.create_server(("127.0.0.1", port))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                    data += chunk
+                if data:
+                    self.methods.append(data.split(b" ", 1)[0].decode())
+
+
+@pytest.mark.nginx
+def test_only_idempotent_requests_are_retried_on_another_worker(tmp_path):
+    nginx = nginx_binary()
+    start_port = free_port_range(2)
+    settings = settings_for(
+        tmp_path,
+        WEB_SERVER_WORKERS="2",
+        WEB_SERVER_START_PORT=str(start_port),
+        PORT=str(free_port_range(1)),
+    )
+    workers = [DroppingWorker(port) for port in settings.worker_ports]
+    conf = front.prepare_runtime(settings)
+    proc = subprocess.Popen(front.nginx_argv(nginx, conf))
+    try:
+        url = f"http://127.0.0.1:{settings.port}"
+        wait_for(lambda: front._accepts("127.0.0.1", settings.port), what="nginx")
+        post = requests.post(f"{url}/api/upload/", data=b"x" * 100, timeout=10)
+        assert_error(post, 502, "bad_gateway")
+        assert sorted(m for w in workers for m in w.methods) == ["POST"]  # not sent twice
+        time.sleep(2.5)  # fail_timeout: both workers are eligible again
+        get = requests.get(f"{url}/api/upload/", timeout=10)
+        assert_error(get, 502, "bad_gateway")
+        assert [w.methods.count("GET") for w in workers] == [1, 1]  # tried on each
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for worker in workers:
+            worker.sock.close()
+
+
 # --- `imagehost up` with real nginx ----------------------------------------------------------
 
 
@@ -563,3 +617,19 @@ def test_up_refuses_a_port_in_use(tmp_path):
         )
     assert result.returncode == 2
     assert f"127.0.0.1:{port} is not free" in result.stderr
+
+
+@pytest.mark.nginx
+def test_listing_etag_survives_gzip(stack):
+    for i in range(3):
+        assert upload(stack.url, image_bytes("PNG"), name=f"p{i}.png").status_code == 201
+    first = requests.get(
+        f"{stack.url}/api/upload/", headers={"Accept-Encoding": "gzip"}, timeout=10
+    )
+    assert first.status_code == 200 and first.headers.get("Content-Encoding") == "gzip"
+    again = requests.get(
+        f"{stack.url}/api/upload/",
+        timeout=10,
+        headers={"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]},
+    )
+    assert again.status_code == 304
