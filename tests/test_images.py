@@ -1,0 +1,600 @@
+"""The image pipeline on fixtures made here with Pillow: formats, limits, scrubbing, thumbnails."""
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence
+
+from imagehost import errors, images
+
+ALL_FORMATS = ("jpeg", "png", "gif", "webp", "avif")
+LIMITS = dict(allowed_formats=ALL_FORMATS, max_pixels=50_000_000, max_frames=1000)
+
+# Personal data planted in the fixtures; none of it may reach the stored file.
+SECRETS = (
+    b"GPSSECRET",
+    b"MAKERSECRET",
+    b"CAMERASECRET",
+    b"XMPSECRET",
+    b"IPTCSECRET",
+    b"COMMENTSECRET",
+    b"TEXTSECRET",
+    b"PRIVATESECRET",
+)
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+    b'syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/">'
+    b"<dc:creator>XMPSECRET</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+POLYGLOT = b"<html><script>alert(document.cookie)</script></html>"
+
+# The picture a viewer must see: four coloured quadrants, so any turn or flip shows.
+QUADRANTS = {
+    "top-left": "red",
+    "top-right": "lime",
+    "bottom-left": "blue",
+    "bottom-right": "yellow",
+}
+# The inverse of what exif_transpose does for each orientation: raw pixels = inverse(displayed).
+INVERSE = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def displayed(size=(480, 640), mode="RGB") -> Image.Image:
+    w, h = size
+    im = Image.new("RGB", size)
+    for (row, col), colour in zip(
+        [(0, 0), (0, 1), (1, 0), (1, 1)], QUADRANTS.values(), strict=True
+    ):
+        im.paste(colour, (col * w // 2, row * h // 2, (col + 1) * w // 2, (row + 1) * h // 2))
+    return im.convert(mode)
+
+
+def as_stored(picture: Image.Image, orientation: int) -> Image.Image:
+    method = INVERSE[orientation]
+    return picture if method is None else picture.transpose(method)
+
+
+def icc_srgb() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def secret_exif(orientation: int | None = 6) -> Image.Exif:
+    exif = Image.Exif()
+    if orientation:
+        exif[ExifTags.Base.Orientation] = orientation
+    exif[ExifTags.Base.Make] = "CAMERASECRET"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[1], gps[2] = "N", (52.0, 31.0, 12.0)
+    gps[27] = b"ASCII\x00\x00\x00GPSSECRET"  # GPSProcessingMethod
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(tiny, "JPEG")
+    # A maker note carrying a whole JPEG: its SOI/EOI must not end the outer file.
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.MakerNote] = b"MAKERSECRET" + tiny.getvalue()
+    return exif
+
+
+def app13_iptc() -> bytes:
+    """A Photoshop APP13 segment with an IPTC caption (Pillow cannot write one)."""
+    iptc = b"\x1c\x02\x78" + struct.pack(">H", 10) + b"IPTCSECRET"
+    resource = b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(iptc)) + iptc
+    payload = b"Photoshop 3.0\x00" + resource
+    return b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def make_jpeg(path: Path, orientation: int = 6, size=(480, 640)) -> Path:
+    buf = io.BytesIO()
+    as_stored(displayed(size), orientation).save(
+        buf,
+        "JPEG",
+        quality=90,
+        exif=secret_exif(orientation),
+        icc_profile=icc_srgb(),
+        xmp=XMP,
+        comment=b"COMMENTSECRET",
+    )
+    data = buf.getvalue()
+    path.write_bytes(data[:2] + app13_iptc() + data[2:])
+    return path
+
+
+def png_chunk(ctype: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(ctype + payload)
+    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
+
+
+def make_png(path: Path, orientation: int = 6, mode="RGB") -> Path:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "TEXTSECRET")
+    info.add_text("Author", "TEXTSECRET", zip=True)  # zTXt
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    info.add(b"tIME", struct.pack(">HBBBBB", 2024, 5, 1, 12, 0, 0))
+    info.add(b"prVt", b"PRIVATESECRET")  # an unknown ancillary chunk
+    as_stored(displayed(), orientation).convert(mode).save(
+        path,
+        "PNG",
+        pnginfo=info,
+        exif=secret_exif(orientation),
+        icc_profile=icc_srgb(),
+        dpi=(144, 144),
+    )
+    return path
+
+
+def frames_of(colours: list[str], orientation: int = 1, size=(120, 90)) -> list[Image.Image]:
+    """Animation frames: the quadrants with a centre square of a different colour each."""
+    w, h = size
+    out = []
+    for colour in colours:
+        frame = displayed(size)
+        frame.paste(colour, (w * 3 // 8, h * 3 // 8, w * 5 // 8, h * 5 // 8))
+        out.append(as_stored(frame, orientation))
+    return out
+
+
+def make_gif(path: Path) -> Path:
+    first, *rest = frames_of(["white", "black", "gray", "purple"])
+    buf = io.BytesIO()
+    first.save(
+        buf, "GIF", save_all=True, append_images=rest, duration=80, loop=0, comment="COMMENTSECRET"
+    )
+    data = buf.getvalue()
+    # An XMP application extension before the first frame (Pillow cannot write one).
+    xmp_ext = b"\x21\xff\x0bXMP DataXMP" + bytes([9]) + b"XMPSECRET" + b"\x00"
+    at = data.index(b"\x21\xf9")  # first graphic control extension
+    path.write_bytes(data[:at] + xmp_ext + data[at:])
+    return path
+
+
+def make_webp(path: Path, animated: bool = True) -> Path:
+    first, *rest = frames_of(["white", "black", "gray"], orientation=6)
+    first.save(
+        path,
+        "WEBP",
+        save_all=animated,
+        append_images=rest if animated else [],
+        duration=100,
+        loop=0,
+        lossless=True,
+        exif=secret_exif(6),
+        xmp=XMP,
+        icc_profile=icc_srgb(),
+    )
+    return path
+
+
+def make_avif(path: Path, animated: bool = False) -> Path:
+    first, *rest = frames_of(["white", "black", "gray"], orientation=1 if animated else 6)
+    first.save(
+        path,
+        "AVIF",
+        save_all=animated,
+        append_images=rest if animated else [],
+        quality=90,
+        speed=10,
+        # Pillow 13.0.0 segfaults encoding an animated AVIF with an EXIF orientation.
+        exif=secret_exif(None if animated else 6),
+        xmp=XMP,
+        icc_profile=icc_srgb(),
+    )
+    return path
+
+
+MAKERS = {
+    "jpeg": make_jpeg,
+    "png": make_png,
+    "gif": make_gif,
+    "webp-animated": make_webp,
+    "webp-still": lambda p: make_webp(p, animated=False),
+    "avif": make_avif,
+    "avif-animated": lambda p: make_avif(p, animated=True),
+}
+
+
+@dataclass
+class Run:
+    source: Path
+    stored: Path
+    thumbnail: Path
+    info: images.ImageInfo
+
+
+def run(tmp_path: Path, source: Path, **overrides) -> Run:
+    stored, thumbnail = tmp_path / "stored", tmp_path / "thumb.webp"
+    limits = {**LIMITS, "strip_metadata": True, **overrides}
+    info = images.process(source, stored, thumbnail, **limits)
+    return Run(source, stored, thumbnail, info)
+
+
+def decoded_frames(path: Path) -> list[bytes]:
+    with Image.open(path) as im:
+        return [frame.convert("RGBA").tobytes() for frame in ImageSequence.Iterator(im)]
+
+
+def upright(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
+def assert_right_way_up(im: Image.Image) -> None:
+    """The quadrant colours sit where the viewer saw them (tolerant of lossy encoding)."""
+    w, h = im.size
+    spots = {
+        "top-left": (w // 4, h // 4),
+        "top-right": (3 * w // 4, h // 4),
+        "bottom-left": (w // 4, 3 * h // 4),
+        "bottom-right": (3 * w // 4, 3 * h // 4),
+    }
+    for where, xy in spots.items():
+        want = Image.new("RGB", (1, 1), QUADRANTS[where]).getpixel((0, 0))
+        got = im.convert("RGB").getpixel(xy)
+        assert all(abs(a - b) < 40 for a, b in zip(got, want, strict=True)), (where, got, want)
+
+
+def assert_thumbnail(path: Path, expected_size: tuple[int, int]) -> Image.Image:
+    with Image.open(path) as thumb:
+        assert thumb.format == "WEBP"
+        assert max(thumb.size) <= images.THUMBNAIL_MAX_SIDE
+        w, h = expected_size
+        scale = min(1, images.THUMBNAIL_MAX_SIDE / max(w, h))
+        assert abs(thumb.width - w * scale) <= 1 and abs(thumb.height - h * scale) <= 1
+        thumb.load()
+        return thumb.copy()
+
+
+def test_pillow_truncated_images_stay_refused():
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+# ---------------------------------------------------------------------------------------------
+# scrubbing, per format
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_stored_file_has_no_personal_metadata(tmp_path, kind):
+    source = MAKERS[kind](tmp_path / "upload")
+    original = source.read_bytes()
+    assert any(secret in original for secret in SECRETS), "the fixture plants secrets"
+    stored = run(tmp_path, source).stored.read_bytes()
+    leaked = [secret for secret in SECRETS if secret in stored]
+    assert leaked == []
+    with Image.open(run(tmp_path, source).stored) as im:
+        assert not im.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+        assert not im.getexif().get_ifd(ExifTags.IFD.Exif)
+        assert "xmp" not in im.info or not im.info["xmp"].strip(b" \x00")
+        assert "comment" not in im.info
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_pixels_frames_orientation_and_icc_are_kept(tmp_path, kind):
+    source = MAKERS[kind](tmp_path / "upload")
+    result = run(tmp_path, source)
+    # Every format is rewritten losslessly: each decoded frame is identical.
+    assert decoded_frames(result.stored) == decoded_frames(source)
+    with Image.open(source) as before, Image.open(result.stored) as after:
+        assert getattr(after, "n_frames", 1) == getattr(before, "n_frames", 1)
+        assert result.info.frames == getattr(before, "n_frames", 1)
+        assert after.info.get("icc_profile") == before.info.get("icc_profile")
+        assert after.info.get("loop") == before.info.get("loop")
+        assert after.getexif().get(ExifTags.Base.Orientation) == before.getexif().get(
+            ExifTags.Base.Orientation
+        )
+    shown_before, shown_after = upright(source), upright(result.stored)
+    assert shown_after.size == shown_before.size
+    assert shown_after.tobytes() == shown_before.tobytes()
+    assert (result.info.width, result.info.height) == shown_before.size
+
+
+def test_jpeg_keeps_only_orientation_in_exif(tmp_path):
+    result = run(tmp_path, make_jpeg(tmp_path / "upload.jpg", orientation=6))
+    with Image.open(result.stored) as im:
+        assert dict(im.getexif()) == {ExifTags.Base.Orientation: 6}
+        assert im.info["icc_profile"] == icc_srgb()
+        assert im.info["jfif"]  # the JFIF header stays
+    assert result.info.format == "jpeg" and result.info.content_type == "image/jpeg"
+    assert (result.info.width, result.info.height) == (480, 640)
+
+
+def test_png_keeps_colour_and_density_chunks(tmp_path):
+    result = run(tmp_path, make_png(tmp_path / "upload.png"))
+    data = result.stored.read_bytes()
+    for kept in (b"iCCP", b"pHYs", b"eXIf", b"IDAT", b"IEND"):
+        assert kept in data
+    for dropped in (b"tEXt", b"zTXt", b"iTXt", b"tIME", b"prVt"):
+        assert dropped not in data
+    with Image.open(result.stored) as im:
+        assert dict(im.getexif()) == {ExifTags.Base.Orientation: 6}
+        assert round(im.info["dpi"][0]) == 144
+
+
+def test_webp_rewrites_the_vp8x_flags(tmp_path):
+    result = run(tmp_path, make_webp(tmp_path / "upload.webp"))
+    data = result.stored.read_bytes()
+    assert data[12:16] == b"VP8X"
+    flags = data[20]
+    assert flags & 0x20 and flags & 0x02  # ICC and animation stay
+    assert flags & 0x08 and not flags & 0x04  # minimal EXIF (orientation) kept, XMP gone
+    assert b"XMP " not in data
+    assert struct.unpack("<I", data[4:8])[0] == len(data) - 8
+
+
+def test_gif_keeps_looping_drops_comments(tmp_path):
+    result = run(tmp_path, make_gif(tmp_path / "upload.gif"))
+    data = result.stored.read_bytes()
+    assert b"NETSCAPE2.0" in data and b"XMP DataXMP" not in data
+    assert b"\x21\xfe" not in data  # no comment extension
+    assert data.endswith(b"\x3b")
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png", "gif", "webp-animated", "avif"])
+def test_without_strip_the_stored_file_is_a_copy(tmp_path, kind):
+    source = MAKERS[kind](tmp_path / "upload")
+    result = run(tmp_path, source, strip_metadata=False)
+    assert result.stored.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("strip", [True, False], ids=["stripped", "copied"])
+@pytest.mark.parametrize("kind", ["jpeg", "png", "gif", "webp-animated", "avif"])
+def test_polyglot_tail_is_cut_off(tmp_path, kind, strip):
+    """An HTML/JS tail after the image is accepted as an image, but never stored."""
+    source = MAKERS[kind](tmp_path / "upload")
+    clean = source.read_bytes()
+    source.write_bytes(clean + POLYGLOT)
+    result = run(tmp_path, source, strip_metadata=strip)
+    stored = result.stored.read_bytes()
+    assert b"<script" not in stored and b"<html" not in stored
+    if not strip:
+        assert stored == clean
+    assert decoded_frames(result.stored)[0] == decoded_frames(source)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# thumbnails
+
+
+@pytest.mark.parametrize("orientation", range(1, 9), ids=lambda o: f"orientation-{o}")
+def test_jpeg_thumbnail_is_right_way_up(tmp_path, orientation):
+    result = run(tmp_path, make_jpeg(tmp_path / "upload.jpg", orientation=orientation))
+    thumb = assert_thumbnail(result.thumbnail, (480, 640))
+    assert thumb.size == (240, 320)
+    assert_right_way_up(thumb)
+    assert (result.info.width, result.info.height) == (480, 640)
+    assert upright(result.stored).tobytes() == upright(result.source).tobytes()
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_thumbnail_of_each_format(tmp_path, kind):
+    source = MAKERS[kind](tmp_path / "upload")
+    result = run(tmp_path, source)
+    thumb = assert_thumbnail(result.thumbnail, (result.info.width, result.info.height))
+    assert_right_way_up(thumb)  # the first frame, orientation applied
+    with Image.open(result.thumbnail) as im:
+        assert getattr(im, "n_frames", 1) == 1
+        assert not im.getexif()
+
+
+def test_big_photo_thumbnail_is_320_on_the_long_side(tmp_path):
+    source = tmp_path / "big.jpg"
+    as_stored(displayed((3000, 4000)), 6).save(source, "JPEG", exif=secret_exif(6))
+    result = run(tmp_path, source)
+    thumb = assert_thumbnail(result.thumbnail, (3000, 4000))
+    assert thumb.size == (240, 320)
+    assert_right_way_up(thumb)
+
+
+def _mode_fixture(path: Path, mode: str) -> Path:
+    picture = displayed((900, 600))
+    if mode == "P+transparency":
+        im = picture.convert("P")
+        im.info["transparency"] = 0
+        im.save(path, "PNG", transparency=0)
+    elif mode == "I;16":
+        picture.convert("L").convert("I").point(lambda v: v * 256).convert("I;16").save(path, "PNG")
+    elif mode == "CMYK":
+        picture.convert("CMYK").save(path, "JPEG")
+    elif mode in ("L-jpeg",):
+        picture.convert("L").save(path, "JPEG")
+    else:
+        picture.convert(mode).save(path, "PNG")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["P+transparency", "I;16", "CMYK", "L-jpeg", "LA", "1", "RGBA"])
+def test_thumbnail_mode_conversions(tmp_path, mode):
+    result = run(tmp_path, _mode_fixture(tmp_path / "upload", mode))
+    thumb = assert_thumbnail(result.thumbnail, (900, 600))
+    assert thumb.mode in ("RGB", "RGBA")
+    if mode == "I;16":  # scaled to 8 bits, not clipped to white
+        assert thumb.convert("L").getpixel((10, 10)) < 200
+
+
+def test_make_thumbnail_from_a_stored_file(tmp_path):
+    result = run(tmp_path, make_jpeg(tmp_path / "upload.jpg", orientation=8))
+    again = tmp_path / "again.webp"
+    images.make_thumbnail(result.stored, again)
+    assert_right_way_up(assert_thumbnail(again, (480, 640)))
+
+
+def test_inspect_reports_like_process(tmp_path):
+    result = run(tmp_path, make_jpeg(tmp_path / "upload.jpg", orientation=6))
+    assert images.inspect(result.stored, max_pixels=50_000_000) == result.info
+    gif = run(tmp_path, make_gif(tmp_path / "upload.gif"))
+    assert images.inspect(gif.stored, max_pixels=50_000_000).frames == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals
+
+
+def craft_png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 4)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+GIF_HEAD = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+GIF_FRAME = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+
+
+def gif_with_frames(count: int) -> bytes:
+    """A valid GIF of `count` 1x1 frames: 15 bytes each, so 100,000 fit in 1.5 MB."""
+    return GIF_HEAD + GIF_FRAME * count + b"\x3b"
+
+
+def gif_with_huge_frame() -> bytes:
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 60000, 60000, 0) + b"\x02\x02\x44\x01\x00"
+    return GIF_HEAD + frame + b"\x3b"
+
+
+def webp_canvas(width: int, height: int) -> bytes:
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00"
+    vp8x += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def apng_declaring(frames: int) -> bytes:
+    buf = io.BytesIO()
+    first, *rest = frames_of(["white", "black"])
+    first.save(buf, "PNG", save_all=True, append_images=rest)
+    data = bytearray(buf.getvalue())
+    at = data.index(b"acTL") - 4
+    data[at : at + 20] = png_chunk(b"acTL", struct.pack(">II", frames, 0))
+    return bytes(data)
+
+
+def pillow_bytes(fmt: str, **params) -> bytes:
+    buf = io.BytesIO()
+    displayed((40, 30)).save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def truncated(maker) -> callable:
+    def make(path: Path) -> bytes:
+        data = maker(path).read_bytes()
+        return data[: len(data) * 6 // 10]
+
+    return make
+
+
+def bad_idat_crc(path: Path) -> bytes:
+    data = bytearray(make_png(path).read_bytes())
+    at = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[at : at + 4])[0]
+    data[at + 8 + length] ^= 0xFF  # first CRC byte
+    return bytes(data)
+
+
+def bytes_of(data: bytes):
+    return lambda path: data
+
+
+REFUSALS = [
+    # description, bytes maker, extra settings, expected class, expected code
+    ("svg", bytes_of(b'<svg xmlns="http://www.w3.org/2000/svg"><script>1</script></svg>'),
+     {}, errors.UnsupportedImage, "unsupported_type"),
+    ("html", bytes_of(b"<!DOCTYPE html><html><body>hi</body></html>"),
+     {}, errors.UnsupportedImage, "unsupported_type"),
+    ("pdf named .jpg", bytes_of(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"),
+     {}, errors.UnsupportedImage, "unsupported_type"),
+    ("plain text", bytes_of(b"just some words\n"), {}, errors.UnsupportedImage, "unsupported_type"),
+    ("empty file", bytes_of(b""), {}, errors.UnsupportedImage, "unsupported_type"),
+    ("bmp", lambda p: pillow_bytes("BMP"), {}, errors.UnsupportedImage, "unsupported_type"),
+    ("tiff", lambda p: pillow_bytes("TIFF"), {}, errors.UnsupportedImage, "unsupported_type"),
+    ("heic brand", bytes_of(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"),
+     {}, errors.UnsupportedImage, "unsupported_type"),
+    ("png when only jpeg allowed", lambda p: pillow_bytes("PNG"),
+     {"allowed_formats": ("jpeg",)}, errors.UnsupportedImage, "unsupported_type"),
+    ("truncated jpeg", truncated(make_jpeg), {}, errors.ImageRejected, "corrupt_image"),
+    ("truncated png", truncated(make_png), {}, errors.ImageRejected, "corrupt_image"),
+    ("truncated gif", truncated(make_gif), {}, errors.ImageRejected, "corrupt_image"),
+    ("truncated webp", truncated(make_webp), {}, errors.ImageRejected, "corrupt_image"),
+    ("truncated avif", truncated(make_avif), {}, errors.ImageRejected, "corrupt_image"),
+    ("png with bad IDAT CRC", bad_idat_crc, {}, errors.ImageRejected, "corrupt_image"),
+    ("png header only", bytes_of(b"\x89PNG\r\n\x1a\n"), {}, errors.ImageRejected, "corrupt_image"),
+    ("jpeg header only", bytes_of(b"\xff\xd8\xff\xe0\x00\x10JFIF"),
+     {}, errors.ImageRejected, "corrupt_image"),
+    ("png 50000x50000", bytes_of(craft_png_header(50000, 50000)),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("jpeg 30000x30000", bytes_of(jpeg_claiming(30000, 30000)),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("gif screen 60000x60000", bytes_of(GIF_HEAD[:6] + struct.pack("<HH", 60000, 60000)
+                                        + GIF_HEAD[10:] + GIF_FRAME + b"\x3b"),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("gif frame 60000x60000", bytes_of(gif_with_huge_frame()),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("webp canvas 16384x16384", bytes_of(webp_canvas(16384, 16384)),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("small png over a small limit", lambda p: pillow_bytes("PNG"),
+     {"max_pixels": 100}, errors.ImageRejected, "too_many_pixels"),
+    ("gif with 100,000 frames", bytes_of(gif_with_frames(100_000)),
+     {}, errors.ImageRejected, "too_many_frames"),
+    ("apng declaring 5000 frames", bytes_of(apng_declaring(5000)),
+     {}, errors.ImageRejected, "too_many_frames"),
+    ("webp over max_frames", lambda p: make_webp(p).read_bytes(),
+     {"max_frames": 2}, errors.ImageRejected, "too_many_frames"),
+    ("avif over max_frames", lambda p: make_avif(p, animated=True).read_bytes(),
+     {"max_frames": 2}, errors.ImageRejected, "too_many_frames"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "maker, settings, error, code", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
+def test_refusals(tmp_path, maker, settings, error, code):
+    source = tmp_path / "upload.jpg"  # the name never matters
+    source.write_bytes(maker(tmp_path / "fixture"))
+    with pytest.raises(error) as caught:
+        run(tmp_path, source, **settings)
+    assert caught.value.code == code
+    assert str(tmp_path) not in caught.value.detail  # never a server path
+    assert isinstance(caught.value, errors.ApiError)
+
+
+def test_inspect_and_make_thumbnail_refuse_like_process(tmp_path):
+    source = tmp_path / "page.png"
+    source.write_bytes(b"<html></html>")
+    with pytest.raises(errors.UnsupportedImage):
+        images.inspect(source, max_pixels=50_000_000)
+    with pytest.raises(errors.UnsupportedImage):
+        images.make_thumbnail(source, tmp_path / "t.webp")
+    source.write_bytes(craft_png_header(50000, 50000))
+    with pytest.raises(errors.ImageRejected) as caught:
+        images.inspect(source, max_pixels=50_000_000)
+    assert caught.value.code == "too_many_pixels"
+
+
+def test_a_gif_at_the_frame_limit_is_accepted(tmp_path):
+    source = tmp_path / "upload.gif"
+    source.write_bytes(gif_with_frames(1000))
+    assert run(tmp_path, source).info.frames == 1000
+    source.write_bytes(gif_with_frames(1001))
+    with pytest.raises(errors.ImageRejected):
+        run(tmp_path, source)
