@@ -21,18 +21,18 @@ def image_bytes(fmt: str = "PNG", size=(64, 48), color=(200, 30, 30), **save) ->
 
 
 def png_header_only(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR declaring width×height, with no pixel data (a 'bomb')."""
+    """A PNG declaring width×height with a few bytes of pixel data (a decompression 'bomb')."""
     import struct
     import zlib
 
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", len(ihdr))
-        + chunk
-        + struct.pack(">I", zlib.crc32(chunk))
-    )
+    idat = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def upload(
