@@ -40,7 +40,7 @@ die() { log "error: $*"; exit 1; }
 
 podman_env() {
     CONTAINERS_CONF="$DIR/containers.conf" CONTAINERS_STORAGE_CONF="$DIR/storage.conf" \
-        PATH="$TOOLS/bin:$PATH" "$@"
+        BUILDAH_FORMAT=docker PATH="$TOOLS/bin:$PATH" "$@"
 }
 
 install_packages() {
@@ -84,6 +84,7 @@ write_config() {
 # Written by scripts/compose-env.sh; rewritten on every setup.
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=32768:32768"]
+log_driver = "k8s-file"
 
 [network]
 network_backend = "netavark"
@@ -265,6 +266,7 @@ setup)
 env)
     echo "CONTAINERS_CONF=$DIR/containers.conf"
     echo "CONTAINERS_STORAGE_CONF=$DIR/storage.conf"
+    echo "BUILDAH_FORMAT=docker"
     echo "PODMAN_COMPOSE=$TOOLS/bin/podman-compose"
     echo "PYTHON_IMAGE=$PYTHON_IMAGE"
     echo "NGINX_IMAGE=$NGINX_IMAGE"
