@@ -27,7 +27,13 @@ from .uploads import Body
 
 log = logging.getLogger("imagehost.request")
 
+MAX_CONNECTIONS = 512  # per process; each is a thread, so this bounds memory under a flood
 LINGER_S = 2.0  # after refusing a body, read and discard what is in flight for this long
+_BUSY = error_body(503, "unavailable", "The server is busy; try again shortly.")
+BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY)
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?$")
 
@@ -115,8 +121,24 @@ class Server(ThreadingHTTPServer):
         self.deadlines = Deadlines()
         self.in_flight = 0  # requests being handled; shutdown waits for them
         self.in_flight_lock = threading.Lock()
+        self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, Handler)
         threading.Thread(target=self.deadlines.reap_forever, daemon=True).start()
+
+    def process_request(self, request, client_address) -> None:
+        """One thread per connection, up to MAX_CONNECTIONS; past that, a quick 503."""
+        if not self.connections.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY_RESPONSE)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -137,6 +159,16 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self.server.deadlines.clear(self.connection)
+
+    def handle_expect_100(self) -> bool:
+        """Answer `Expect: 100-continue` with 100 only when the body could be accepted."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if length > self.server.app.body_limit_bytes:
+            return True  # no 100: the handler refuses with 413 and the client never sends
+        return super().handle_expect_100()
 
     def __getattr__(self, name: str):
         if name.startswith("do_"):  # every method reaches the router, which answers 404/405
