@@ -55,7 +55,9 @@ install_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "${APT_PACKAGES[@]}" >/dev/null
     fi
-    if ! "$TOOLS/bin/pip" freeze 2>/dev/null | grep -qix "$PODMAN_COMPOSE_REQUIREMENT"; then
+    local installed
+    installed="$("$TOOLS/bin/pip" freeze 2>/dev/null || true)"
+    if ! grep -qix "$PODMAN_COMPOSE_REQUIREMENT" <<<"$installed"; then
         log "installing $PODMAN_COMPOSE_REQUIREMENT into $TOOLS"
         python3 -m venv "$TOOLS"
         "$TOOLS/bin/pip" install -q --disable-pip-version-check "$PODMAN_COMPOSE_REQUIREMENT" \

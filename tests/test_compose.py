@@ -256,9 +256,16 @@ def _upload_multipart(url: str, data: bytes, name: str = "photo.png") -> dict:
     return resp.json()
 
 
-def _access_log(stack: Stack) -> list[str]:
+def _access_log(stack: Stack, wait_for: str = "") -> list[str]:
+    """nginx's access log on the host; nginx writes a line just after the answer, so wait (5 s
+    at most) for a line containing `wait_for`."""
     path = stack.folder / "logs" / "nginx" / "access.log"
-    return path.read_text().splitlines() if path.exists() else []
+    deadline = time.monotonic() + 5
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if any(wait_for in line for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
 
 
 def test_start_page_and_upload_page_come_from_nginx(stack):
@@ -296,7 +303,8 @@ def test_upload_serve_list_delete(stack):
         assert served.content == stored.read_bytes()
         assert served.headers["Content-Type"] == "image/png"
         assert served.headers["X-Content-Type-Options"] == "nosniff"
-        line = [ln for ln in _access_log(stack) if f"GET /images/{item['filename']} " in ln]
+        request = f"GET /images/{item['filename']} "
+        line = [ln for ln in _access_log(stack, request) if request in ln]
         assert line and "upstream=- " in line[-1], line
         thumb = requests.get(item["thumbnail_url"], timeout=HTTP_TIMEOUT)
         assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/webp"
@@ -327,7 +335,7 @@ def test_logs_land_in_the_mounted_logs_folder(stack):
     app_log = (stack.folder / "logs" / "app.log").read_text()
     assert item["filename"] in app_log
     assert "POST /api/upload/" in app_log
-    access = _access_log(stack)
+    access = _access_log(stack, "POST /api/upload/ ")
     assert any("POST /api/upload/ " in line and " 201 " in line for line in access), access[-5:]
     # nginx and the workers share one request id per request.
     rid = next(ln for ln in reversed(access) if "POST /api/upload/ " in ln).split("request_id=")
