@@ -1,0 +1,306 @@
+"""What the benchmark runs against: `up` and `serve` (started as the tests start them), a bare
+nginx from the same binary, wrk for GETs, and /proc readings of the workers' memory.
+
+The bare nginx has two locations, the ceilings the stack is compared with:
+
+- `/plain/` serves IMAGES_DIR of a running `up` with nothing but `alias`: the same file, the
+  same binary, no regex location, no added headers, no access log.
+- `/discard` takes an upload as `/api/` does and drops it. `return 204` would not do: nginx
+  answers it at once and only discards the body afterwards, 4 KiB at a time, never buffering
+  it, so the client would get its answer before its upload had been taken. Instead `/discard`
+  proxies to a second server in the same nginx that answers 204, with
+  `proxy_pass_request_body off`: the proxy module reads the *whole* body first
+  (`ngx_http_read_client_request_body`, with the same client_body_buffer_size default as
+  `/api/`, so large bodies go to a temp file just as uploads do), then passes a bodiless request
+  on. What remains is transport plus nginx's own buffering — what no worker can beat.
+"""
+
+import contextlib
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import Running, free_port_range, start  # noqa: E402
+
+from imagehost.front import find_nginx, nginx_argv  # noqa: E402
+
+HEALTH = "/api/health"
+STORED_NAME = re.compile(r"^[A-Za-z0-9_-]{10,64}\.(?:jpg|png|gif|webp|avif)$")
+
+
+def start_up(root: Path, workers: int, **settings: str) -> Running:
+    """`imagehost up` (nginx + `workers` workers) on free ports, default settings otherwise.
+
+    Returns once nginx *and every worker* answer /api/health: `start` waits for the front
+    only, and a request nginx sends to a worker still importing would get a 502.
+    """
+    running = start("up", root, HEALTH, WEB_SERVER_WORKERS=str(workers), **settings)
+    first = int(running.env["WEB_SERVER_START_PORT"])
+    deadline = time.monotonic() + 30
+    pending = set(range(first, first + workers))
+    while pending:
+        pending = {port for port in pending if not _healthy(port)}
+        if pending and time.monotonic() > deadline:
+            running.stop()
+            raise RuntimeError(f"workers on ports {sorted(pending)} did not answer within 30 s")
+        if pending:
+            time.sleep(0.05)
+    return running
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(f"GET {HEALTH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            return re.match(rb"HTTP/1\.\d 200", s.recv(64)) is not None
+    except OSError:
+        return False
+
+
+def start_serve(root: Path, **settings: str) -> Running:
+    """`imagehost serve` (one process: API, pages and images) on a free port."""
+    return start("serve", root, HEALTH, **settings)
+
+
+def port_of(running: Running) -> int:
+    return int(running.env["PORT"])
+
+
+def worker_pids(running: Running) -> list[int]:
+    """Pids of the `imagehost worker --port P` children of a running `up`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == running.proc.pid and b"worker --port" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def memory_bytes(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident since start) of `pid`, in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            out[name] = int(value.split()[0]) * 1024  # the kernel reports kB (KiB)
+    return out
+
+
+def clear_stored(images_dir: Path, keep: set[str] = frozenset()) -> int:
+    """Remove stored originals and thumbnails (not rows) so long runs stay small on disk."""
+    removed = 0
+    for folder in (images_dir, images_dir / "thumbs"):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.name in keep or not STORED_NAME.match(entry.name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed
+
+
+# --- bare nginx ------------------------------------------------------------------------------
+
+BARE_CONF = """\
+{user}
+worker_processes auto;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    client_body_temp_path {root}/temp/client_body;
+    proxy_temp_path {root}/temp/proxy;
+    fastcgi_temp_path {root}/temp/fastcgi;
+    uwsgi_temp_path {root}/temp/uwsgi;
+    scgi_temp_path {root}/temp/scgi;
+    types {{
+        image/jpeg jpg;
+        image/png png;
+        image/gif gif;
+        image/webp webp;
+        image/avif avif;
+    }}
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65s;
+
+    upstream sink {{
+        server 127.0.0.1:{sink_port};
+        keepalive 32;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port};
+
+        # (a) the ceiling for image delivery: the same files, nothing else.
+        location /plain/ {{
+            alias {images_dir}/;
+        }}
+
+        # (b) the ceiling for uploads: the whole body is read (see bench/stack.py), then dropped.
+        location = /discard {{
+            client_max_body_size {max_body};
+            proxy_pass http://sink/204;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{sink_port};
+        location / {{
+            return 204;
+        }}
+    }}
+}}
+"""
+
+
+def _user_line() -> str:
+    if os.geteuid() != 0:
+        return ""
+    # As root nginx would run its workers as `nobody`, who cannot read a 0700 temp folder.
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+
+
+@dataclass
+class BareNginx:
+    root: Path
+    port: int
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # nginx: fast shutdown
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_bare_nginx(root: Path, images_dir: Path, max_body: str = "10m") -> BareNginx:
+    """nginx (the binary `up` uses) with only the two ceiling locations, on free ports."""
+    nginx = find_nginx()
+    if nginx is None:
+        raise RuntimeError("nginx is not installed")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "temp").mkdir(exist_ok=True)
+    first = free_port_range(2)
+    conf = root / "nginx.conf"
+    conf.write_text(
+        BARE_CONF.format(
+            user=_user_line(),
+            root=root.resolve(),
+            port=first,
+            sink_port=first + 1,
+            images_dir=images_dir.resolve(),
+            max_body=max_body,
+        )
+    )
+    log = open(root / "nginx.console", "ab")  # noqa: SIM115 (the child holds it)
+    proc = subprocess.Popen(
+        nginx_argv(nginx, conf), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    bare = BareNginx(root=root, port=first, proc=proc)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"bare nginx exited {proc.returncode}: "
+                + (root / "nginx.console").read_text(errors="replace")
+            )
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", first), timeout=0.5),
+        ):
+            return bare
+        time.sleep(0.05)
+    bare.stop()
+    raise RuntimeError("bare nginx did not listen within 15 s")
+
+
+def nginx_version() -> str:
+    nginx = find_nginx()
+    if nginx is None:
+        return "not installed"
+    done = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
+    return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk(url: str, *, connections: int, duration_s: float, threads: int = 2) -> dict:
+    """Run wrk against `url`; requests/s, p50/p99 latency (ms) and error counts from its text."""
+    seconds = max(1, round(duration_s))
+    argv = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        url,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    text = done.stdout
+    if done.returncode != 0 or "Requests/sec" not in text:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or text}")
+    out = {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", text).group(1)),
+        "non_2xx_3xx": 0,
+        "socket_errors": 0,
+    }
+    for pct in ("50", "99"):
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+        out[f"p{pct}_ms"] = round(float(found.group(1)) * _UNITS[found.group(2)], 3)
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
+        out["non_2xx_3xx"] = int(found.group(1))
+    if found := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    ):
+        out["socket_errors"] = sum(int(n) for n in found.groups())
+    return out
