@@ -150,7 +150,7 @@ def render(
                 "$, ;, braces or backslashes"
             )
     upstream = "\n".join(
-        f"        server {_address(upstream_host, port)} max_fails=1 fail_timeout=2s;"
+        f"        server {_address(upstream_host, port)} max_fails=0;"
         for port in settings.worker_ports
     )
     values = {
@@ -165,6 +165,7 @@ def render(
         "CLIENT_MAX_BODY": f"{settings.max_upload_mb * 1024 + MULTIPART_SLACK_KB}k",
         "MAX_UPLOAD_MB": str(settings.max_upload_mb),
         "REQUEST_TIMEOUT": str(settings.request_timeout),
+        "UPSTREAM_IDLE_TIMEOUT": str(max(1, settings.request_timeout // 2)),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():
