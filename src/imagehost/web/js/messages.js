@@ -18,6 +18,8 @@ const UPLOAD_TITLES = {
   network: "Could not reach the server.",
   bad_response: "The server gave an answer we could not read.",
   aborted: "Upload cancelled.",
+  internal_error: "Something went wrong on the server.",
+  server_error: "Something went wrong on the server.",
 };
 
 const UPLOAD_HINTS = {
@@ -36,7 +38,15 @@ export function uploadFailure(error) {
 
 /** Whether trying the same upload again could work. */
 export function isRetryable(error) {
-  return ["network", "unavailable", "server_error", "bad_response", "aborted"].includes(error.code);
+  return [
+    "network",
+    "unavailable",
+    "internal_error",
+    "server_error",
+    "bad_response",
+    "aborted",
+    "request_timeout",
+  ].includes(error.code);
 }
 
 /** A sentence for the Images tab when the listing fails. */

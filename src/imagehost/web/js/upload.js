@@ -10,6 +10,14 @@ const byId = (id) => document.getElementById(id);
 const CONFIG_RETRY_MS = 5000;
 
 const keyAdopted = adoptKeyFromFragment();
+// The management link opened over an already open upload page changes only the fragment.
+// Registered before the tabs' own listener, so the key is gone before they read the fragment.
+window.addEventListener("hashchange", () => {
+  if (adoptKeyFromFragment()) {
+    keyChanged();
+    showKeyStored();
+  }
+});
 
 const gallery = new Gallery({
   table: byId("images-table"),
@@ -65,12 +73,14 @@ byId("empty-upload").addEventListener("click", () => {
   byId("dropzone").focus();
 });
 
-if (keyAdopted) {
+function showKeyStored() {
   const notice = byId("page-notice");
   notice.textContent =
     "Admin key stored in this browser: you can now delete any image from the Images tab.";
   notice.hidden = false;
 }
+
+if (keyAdopted) showKeyStored();
 showAdminState();
 tabs.fromFragment();
 

@@ -31,15 +31,8 @@ class UploadRow {
     this.file = file;
     this.uploader = uploader;
     this.preview = el("img", { class: "upload-preview", alt: "", width: 56, height: 56 });
+    this.preview.hidden = true;
     this.previewUrl = "";
-    if (file.type.startsWith("image/")) {
-      this.previewUrl = URL.createObjectURL(file);
-      this.preview.addEventListener("load", () => this.releasePreview(), { once: true });
-      this.preview.addEventListener("error", () => this.dropPreview(), { once: true });
-      this.preview.src = this.previewUrl;
-    } else {
-      this.preview.hidden = true;
-    }
     this.name = el("span", { class: "upload-name", text: file.name || "pasted image" });
     this.progress = el("progress", { class: "upload-progress", max: 100, value: 0 });
     this.progress.setAttribute("aria-label", `Upload progress of ${file.name || "pasted image"}`);
@@ -68,6 +61,16 @@ class UploadRow {
       ),
       this.result,
     );
+  }
+
+  /** Shows the picture itself while it uploads (only for files that passed the checks). */
+  showPreview() {
+    if (this.previewUrl || !this.file.type.startsWith("image/")) return;
+    this.previewUrl = URL.createObjectURL(this.file);
+    this.preview.addEventListener("load", () => this.releasePreview(), { once: true });
+    this.preview.addEventListener("error", () => this.dropPreview(), { once: true });
+    this.preview.hidden = false;
+    this.preview.src = this.previewUrl;
   }
 
   releasePreview() {
@@ -284,9 +287,9 @@ export class Uploader {
       const refusal = this.precheck(row.file);
       if (refusal) {
         row.status.textContent = "Not uploaded";
-        row.dropPreview();
         row.showError(refusal);
       } else {
+        row.showPreview();
         this.enqueue(row);
       }
     }

@@ -1,0 +1,143 @@
+"""Helpers for the browser tests: test images, axe-core's location, console watching, and the
+JavaScript that builds synthetic drop and paste events."""
+
+import base64
+import importlib.util
+import io
+import os
+import re
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+
+
+def png_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
+    """A small PNG whose pixels depend on `seed`, so each one is a distinct file."""
+    image = Image.new("RGB", (width, height), ((seed * 47) % 256, (seed * 91) % 256, 160))
+    for x in range(0, width, 8):
+        image.putpixel((x, (seed + x) % height), (255, 255, 255))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def noisy_png_bytes(width: int, height: int) -> bytes:
+    """A PNG that compresses badly, to get a file of a few hundred kilobytes or more."""
+    image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=0)
+    return out.getvalue()
+
+
+def file_payload(name: str, data: bytes, mime: str = "image/png") -> dict:
+    """A file for Playwright's set_files."""
+    return {"name": name, "mimeType": mime, "buffer": data}
+
+
+def js_file(name: str, data: bytes, mime: str = "image/png") -> dict:
+    """A file description the page scripts below turn into a File."""
+    return {"name": name, "type": mime, "b64": base64.b64encode(data).decode()}
+
+
+def upload_over_http(base_url: str, name: str, data: bytes, **headers: str) -> dict:
+    """Upload as another client would (curl, a script): returns the image object."""
+    response = requests.post(
+        f"{base_url}/api/upload/",
+        files={"file": (name, data, "image/png")},
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def listing(base_url: str, **headers: str) -> requests.Response:
+    return requests.get(f"{base_url}/api/upload/?limit=200", headers=headers, timeout=30)
+
+
+def axe_script() -> Path | None:
+    """axe.min.js: $AXE_CORE_JS, else the copy bundled by the PyPI package axe-playwright-python,
+    else an npm install of axe-core in the repository (node_modules/axe-core/axe.min.js)."""
+    explicit = os.environ.get("AXE_CORE_JS")
+    if explicit:
+        return Path(explicit) if Path(explicit).is_file() else None
+    spec = importlib.util.find_spec("axe_playwright_python")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "axe.min.js"
+        if bundled.is_file():
+            return bundled
+    npm = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+    return npm if npm.is_file() else None
+
+
+# Builds Files from base64 and dispatches dragenter/dragover/drop on `selector`, as a real drag
+# of files from the desktop does.
+DROP_FILES_JS = """
+([selector, files]) => {
+  const transfer = new DataTransfer();
+  for (const f of files) {
+    const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], f.name, { type: f.type }));
+  }
+  const target = document.querySelector(selector);
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }
+}
+"""
+
+# Starts a drag over `selector` without dropping, to see the drop zone react.
+DRAG_OVER_JS = """
+(selector) => {
+  const transfer = new DataTransfer();
+  transfer.items.add(new File(["x"], "x.png", { type: "image/png" }));
+  const target = document.querySelector(selector);
+  for (const type of ["dragenter", "dragover"]) {
+    target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }
+}
+"""
+
+# A paste (Ctrl+V) of an image, as when a screenshot is on the clipboard.
+PASTE_FILES_JS = """
+(files) => {
+  const transfer = new DataTransfer();
+  for (const f of files) {
+    const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], f.name, { type: f.type }));
+  }
+  document.body.dispatchEvent(
+    new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }),
+  );
+}
+"""
+
+
+class ConsoleWatch:
+    """Collects console errors and uncaught exceptions of a page."""
+
+    def __init__(self, page):
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def assert_clean(self, *allowed: str) -> None:
+        """No errors, apart from those matching one of the `allowed` patterns (an expected
+        refusal shows up as 'Failed to load resource: … status of 415')."""
+        unexpected = [e for e in self.errors if not any(re.search(a, e) for a in allowed)]
+        assert not unexpected, "console errors:\n" + "\n".join(unexpected)
+
+
+def refused(status: int) -> str:
+    """The console line Chromium prints for a request answered with `status`."""
+    return rf"Failed to load resource: the server responded with a status of {status}\b"
