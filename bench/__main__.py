@@ -53,7 +53,7 @@ class Plan:
     @classmethod
     def for_mode(cls, quick: bool, runs: int) -> "Plan":
         if quick:
-            return cls(0.6, 0.4, 1, 3, 32, 1, 55)
+            return cls(0.5, 0.3, 1, 1, 32, 1, 55)
         return cls(2.0, 1.0, 3, max(3, runs), 64, runs, 570)
 
 
@@ -201,7 +201,14 @@ def summarize_runs(summaries: list[dict]) -> dict:
     """Medians of the rates and latencies; errors summed over the runs."""
     out = {
         key: median([s[key] for s in summaries])
-        for key in ("requests_per_s", "mb_per_s", "p50_ms", "p99_ms", "client_cpu_share")
+        for key in (
+            "requests_per_s",
+            "mb_per_s",
+            "p50_ms",
+            "p99_ms",
+            "client_cpu_share",
+            "server_cpu_ms",
+        )
     }
     for key in ("ok", "bad_status", "dropped"):
         out[key] = sum(s[key] for s in summaries)
@@ -307,21 +314,28 @@ class Bench:
         serve = stack.start_serve(self.work / "serve")
         self.cleanup.callback(serve.stop)
         targets = {
-            "up": (stack.port_of(up), UPLOAD_PATH, self.plan.upload_s, up.images_dir),
-            "serve": (stack.port_of(serve), UPLOAD_PATH, self.plan.upload_s, serve.images_dir),
-            "discard": (bare.port, "/discard", self.plan.ceiling_s, None),
+            "up": (up.proc.pid, stack.port_of(up), UPLOAD_PATH, self.plan.upload_s),
+            "serve": (serve.proc.pid, stack.port_of(serve), UPLOAD_PATH, self.plan.upload_s),
+            "discard": (bare.proc.pid, bare.port, "/discard", self.plan.ceiling_s),
         }
-        for port, path, _, _ in targets.values():  # warm-up: imports, connections, caches
+        for _, port, path, _ in targets.values():  # warm-up: imports, connections, caches
             upload_load(port, fixtures[0], 8, path, duration_s=0.3)
+        trees = {target: stack.process_tree(pid) for target, (pid, *_) in targets.items()}
         raw: dict[tuple, list[dict]] = {}
         for _ in range(self.runs):
             for fixture in fixtures:
                 for clients in CONCURRENCY:
-                    for target, (port, path, seconds, images_dir) in targets.items():
+                    for target, (_, port, path, seconds) in targets.items():
+                        cpu0 = stack.tree_cpu_seconds(trees[target])
                         result = upload_load(port, fixture, clients, path, duration_s=seconds)
-                        raw.setdefault((fixture.name, clients, target), []).append(result.summary())
-                        if images_dir is not None:
-                            stack.clear_stored(images_dir)
+                        summary = result.summary()
+                        # everything the server side burnt (nginx, workers), per answered request
+                        cpu = stack.tree_cpu_seconds(trees[target]) - cpu0
+                        answered = result.ok + result.bad_status
+                        summary["server_cpu_ms"] = cpu * 1000 / answered if answered else None
+                        raw.setdefault((fixture.name, clients, target), []).append(summary)
+                        stack.clear_stored(up.images_dir)
+                        stack.clear_stored(serve.images_dir)
         cells = []
         for (name, clients, target), summaries in raw.items():
             cells.append({"image": name, "clients": clients, "target": target})
@@ -488,6 +502,91 @@ class Bench:
         return {"steps": pipeline.run(self.plan.pipeline_repeats)}
 
 
+# --- where a worker's time goes ----------------------------------------------------------------
+
+
+def profile_uploads(work: Path, fixture: Fixture, seconds: float, clients: int = 8) -> dict:
+    """py-spy samples of the one worker of `up` while `clients` upload `fixture` for `seconds`.
+
+    Returns the functions with the largest shares of the samples: inclusive (the function or
+    anything it calls is running) and self (the innermost frame). Idle threads are not sampled.
+    """
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        raise RuntimeError("py-spy is not installed (pip install py-spy)")
+    up = stack.start_up(work / "profile", 1)
+    try:
+        (pid,) = stack.worker_pids(up)
+        upload_load(stack.port_of(up), fixture, clients, duration_s=0.5)  # warm-up
+        raw = work / "profile.txt"
+        spy = subprocess.Popen(
+            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+            + ["--duration", str(round(seconds) + 1), "--output", str(raw)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(0.5)
+        cpu0 = stack.cpu_seconds(pid)
+        result = upload_load(stack.port_of(up), fixture, clients, duration_s=seconds)
+        worker_cpu_s = stack.cpu_seconds(pid) - cpu0
+        _, err = spy.communicate(timeout=seconds + 30)
+        if spy.returncode != 0 or not raw.exists():
+            raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+        stacks = []
+        for line in raw.read_text().splitlines():
+            frames, _, count = line.rpartition(" ")
+            if frames and count.isdigit():
+                stacks.append(([_frame_name(f) for f in frames.split(";")], int(count)))
+    finally:
+        up.stop()
+    # py-spy's idle detection misses threads blocked in recv here, so waiting leaves are
+    # dropped by name: the shares below are of the samples where the worker was doing work.
+    busy = [(frames, count) for frames, count in stacks if frames[-1] not in WAITING_FRAMES]
+    all_samples = sum(count for _, count in stacks) or 1
+    total = sum(count for _, count in busy) or 1
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for frames, count in busy:
+        for name in set(frames):
+            inclusive[name] = inclusive.get(name, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:20]
+        return [(name, round(count / total, 3)) for name, count in ranked]
+
+    return {
+        "fixture": fixture.name,
+        "clients": clients,
+        "seconds": seconds,
+        "samples": all_samples,
+        "busy_share": round(total / all_samples, 3),
+        "load": result.summary(),
+        "worker_cpu_ms_per_upload": round(worker_cpu_s * 1000 / result.ok, 2)
+        if result.ok
+        else None,
+        "worker_cpu_share": round(worker_cpu_s / result.seconds, 2),
+        "inclusive": top(inclusive),
+        "self": top(own),
+    }
+
+
+WAITING_FRAMES = {
+    "socket.py:SocketIO.readinto",  # waiting for the next request or the rest of a body
+    "selectors.py:_PollLikeSelector.select",  # the accept loop
+    "threading.py:Condition.wait",
+    "threading.py:Event.wait",
+    "server.py:Deadlines.reap_forever",  # asleep between sweeps
+}
+
+
+def _frame_name(frame: str) -> str:
+    """'process (imagehost/images.py:123)' -> 'images.py:process' (lines merged)."""
+    name, _, where = frame.partition(" (")
+    file = where.split(":", 1)[0].rsplit("/", 1)[-1]
+    return f"{file}:{name}" if file else name
+
+
 # --- targets and the table -------------------------------------------------------------------
 
 
@@ -594,9 +693,11 @@ def table(report: dict) -> str:
     if "uploads" in r:
         lines += [
             "1+4. Uploads (medians; errors summed over runs; MB = 10^6 bytes of image; "
-            "discard = nginx reading and dropping the same body)",
+            "discard = nginx reading and dropping the same body; srv cpu = CPU ms of all "
+            "server processes per request; cli cpu = the load client's share of a core)",
             f"{'image':<9} {'bytes':>9} {'cl':>3} {'target':<8} {'req/s':>7} {'MB/s':>7} "
-            f"{'p50 ms':>8} {'p99 ms':>8} {'non201':>6} {'drop':>5} {'vs ceil':>7} {'cli cpu':>7}",
+            f"{'p50 ms':>8} {'p99 ms':>8} {'non201':>6} {'drop':>5} {'vs ceil':>7} "
+            f"{'srv cpu':>7} {'cli cpu':>7}",
         ]
         sizes = {f["name"]: f["bytes"] for f in report["fixtures"]}
         for cell in r["uploads"]["cells"]:
@@ -609,7 +710,8 @@ def table(report: dict) -> str:
                 f"{cell['target']:<8} {_fmt(cell['requests_per_s']):>7} "
                 f"{_fmt(cell['mb_per_s']):>7} {_fmt(cell['p50_ms']):>8} "
                 f"{_fmt(cell['p99_ms']):>8} {cell['bad_status']:>6} {cell['dropped']:>5} "
-                f"{vs:>7} {_fmt(cell['client_cpu_share'], '.0%'):>7}"
+                f"{vs:>7} {_fmt(cell.get('server_cpu_ms')):>7} "
+                f"{_fmt(cell['client_cpu_share'], '.0%'):>7}"
             )
         lines.append("")
     if "listing" in r:
@@ -631,7 +733,9 @@ def table(report: dict) -> str:
             f"{len(d['rounds'])} alternating rounds",
             f"   full stack /images/: {d['full_stack_rps']:.0f} req/s, p50 "
             f"{d['full_stack_p50_ms']:.2f} ms; bare nginx: {d['bare_nginx_rps']:.0f} req/s, "
-            f"p50 {d['bare_nginx_p50_ms']:.2f} ms; ratio {d['ratio']:.3f}",
+            f"p50 {d['bare_nginx_p50_ms']:.2f} ms",
+            f"   ratio per round: {', '.join(format(x['ratio'], '.3f') for x in d['rounds'])}; "
+            f"median {d['ratio']:.3f}",
             "",
         ]
     if "memory" in r:
@@ -657,7 +761,7 @@ def table(report: dict) -> str:
         if "skipped" in p:
             lines.append(f"   skipped: {p['skipped']}")
         else:
-            lines += [f"   {line}" for line in _flatten(p["steps"])]
+            lines += _pipeline_lines(p["steps"])
         lines.append("")
     lines += ["Targets", f"{'target':<52} {'verdict':<7} measured"]
     for row in report["targets"]:
@@ -665,6 +769,27 @@ def table(report: dict) -> str:
     if report["notes"]:
         lines += ["", "Notes"] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines)
+
+
+def _pipeline_lines(steps: dict) -> list[str]:
+    """bench/pipeline.py's numbers, one row per input; any other shape is printed flat."""
+    try:
+        header = (
+            f"   {'input':<16} {'bytes':>9} {'detect':>7} {'verify':>7} {'scrub':>7} "
+            f"{'thumb':>7} {'process':>8} {'peak MiB':>9}   (ms, median of "
+            f"{steps.get('repeats', '?')})"
+        )
+        rows = [header]
+        for name, one in steps["inputs"].items():
+            ms = one["ms"]
+            rows.append(
+                f"   {name:<16} {one['bytes']:>9} {ms['detect']:>7.1f} {ms['verify']:>7.1f} "
+                f"{ms['scrub']:>7.1f} {ms['thumbnail']:>7.1f} {ms['process']:>8.1f} "
+                f"{_fmt(one.get('peak_rss', {}).get('peak_mib')):>9}"
+            )
+        return rows
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return [f"   {line}" for line in _flatten(steps)]
 
 
 def _flatten(value, prefix: str = "") -> list[str]:
@@ -685,6 +810,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", help="comma-separated stages: uploads,delivery,listing,memory,scaling,pipeline"
     )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        metavar="SECONDS",
+        help="instead: py-spy one worker during 50 KB uploads (8 clients) and print where its "
+        "time goes",
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     runs = args.runs or (1 if args.quick else 3)
@@ -700,6 +832,23 @@ def main(argv: list[str] | None = None) -> int:
     if load_before > 1:
         print(f"bench: load average is {load_before:.2f}; numbers will be noisy", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="imagehost-bench-"))
+    if args.profile:
+        try:
+            found = profile_uploads(work, make_fixtures()[0], min(args.profile, 60))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(
+            f"py-spy, 1 worker, {found['fixture']} uploads, {found['clients']} clients, "
+            f"{found['seconds']} s: {found['load']['requests_per_s']} req/s, p50 "
+            f"{found['load']['p50_ms']} ms; worker CPU {found['worker_cpu_ms_per_upload']} ms "
+            f"per upload ({found['worker_cpu_share']:.0%} of a core); {found['samples']} "
+            f"samples, {found['busy_share']:.0%} not waiting"
+        )
+        for kind in ("inclusive", "self"):
+            print(f"\n{kind} share of the non-waiting samples")
+            for name, share in found[kind]:
+                print(f"  {share:6.1%}  {name}")
+        return 0
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         bench = Bench(plan, runs, work, cleanup)
