@@ -1,5 +1,6 @@
 """The image pipeline on fixtures made here with Pillow: formats, limits, scrubbing, thumbnails."""
 
+import functools
 import io
 import struct
 import zlib
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence
 
 from imagehost import errors, images
@@ -67,6 +70,7 @@ def as_stored(picture: Image.Image, orientation: int) -> Image.Image:
     return picture if method is None else picture.transpose(method)
 
 
+@functools.cache  # once: the profile header carries its creation time
 def icc_srgb() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -422,6 +426,32 @@ def test_thumbnail_mode_conversions(tmp_path, mode):
         assert thumb.convert("L").getpixel((10, 10)) < 200
 
 
+def test_big_transparent_png_is_shrunk_in_bands(tmp_path):
+    """A frame far over the band size (3000x2000 RGBA = 24 MB) still gives a true thumbnail."""
+    source = tmp_path / "big.png"
+    picture = displayed((3000, 2000), "RGBA")
+    picture.putalpha(Image.new("L", picture.size, 200))
+    picture.save(source, "PNG")
+    result = run(tmp_path, source)
+    thumb = assert_thumbnail(result.thumbnail, (3000, 2000))
+    assert thumb.mode == "RGBA" and thumb.getpixel((5, 5))[3] == 200
+    assert_right_way_up(thumb)
+
+
+def test_orientation_only_in_xmp_is_kept_as_exif(tmp_path):
+    """exif_transpose honours XMP's tiff:Orientation; XMP goes, so it is written as EXIF."""
+    source = tmp_path / "upload.jpg"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description tiff:Orientation="8"'
+    xmp += b' dc:creator="XMPSECRET"/></rdf:RDF></x:xmpmeta>'
+    as_stored(displayed(), 8).save(source, "JPEG", xmp=xmp)
+    result = run(tmp_path, source)
+    assert b"XMPSECRET" not in result.stored.read_bytes()
+    with Image.open(result.stored) as im:
+        assert dict(im.getexif()) == {ExifTags.Base.Orientation: 8}
+    assert upright(result.stored).tobytes() == upright(source).tobytes()
+    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640)))
+
+
 def test_make_thumbnail_from_a_stored_file(tmp_path):
     result = run(tmp_path, make_jpeg(tmp_path / "upload.jpg", orientation=8))
     again = tmp_path / "again.webp"
@@ -598,3 +628,41 @@ def test_a_gif_at_the_frame_limit_is_accepted(tmp_path):
     source.write_bytes(gif_with_frames(1001))
     with pytest.raises(errors.ImageRejected):
         run(tmp_path, source)
+
+
+@pytest.fixture(scope="module")
+def fuzz_bases(tmp_path_factory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("fuzz")
+    return {kind: maker(folder / kind).read_bytes() for kind, maker in MAKERS.items()}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow's notes on the broken EXIF
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    kind=st.sampled_from(list(MAKERS)),
+    cut=st.floats(0, 1),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=8),
+)
+def test_damaged_files_are_stored_or_refused_never_crash(tmp_path, fuzz_bases, kind, cut, edits):
+    """Any damage to a valid file ends in a stored image or one of our errors, nothing else."""
+    data = bytearray(fuzz_bases[kind])
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    source = tmp_path / "upload"
+    source.write_bytes(bytes(data[: max(1, int(cut * len(data)))]))
+    try:
+        result = run(tmp_path, source)
+    except errors.ApiError as refused:
+        assert refused.code in REFUSAL_CODES
+        return
+    # What was accepted reads back as the same kind of image.
+    again = images.inspect(result.stored, max_pixels=LIMITS["max_pixels"])
+    assert (again.format, again.frames) == (result.info.format, result.info.frames)
+
+
+REFUSAL_CODES = ("unsupported_type", "corrupt_image", "too_many_pixels", "too_many_frames")

@@ -4,6 +4,7 @@ import errno
 import io
 import re
 import struct
+import warnings
 import zlib
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,9 @@ _BAND_BYTES = 4 * 1024 * 1024  # full-size rows shrunk at a time (see _shrink)
 # (and for every GIF frame). Pillow's own guard is process-wide and only *warns* between 1x and
 # 2x its limit, so it is switched off rather than left to disagree with MAX_IMAGE_PIXELS.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow warns (UserWarning) about malformed metadata it skips, e.g. corrupt EXIF tags while
+# reading a JPEG's DPI. The uploader controls those bytes: a stderr line each is noise.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 # The largest limits config.py accepts: `make_thumbnail` and `inspect` get no MAX_FRAMES, and
 # `make_thumbnail` no MAX_IMAGE_PIXELS; the files they read were accepted under a limit already.
@@ -83,7 +87,7 @@ class Decoded:
     """What `verify` decoded: the first frame shrunk for the thumbnail, and its orientation."""
 
     frame: Image.Image  # longest side between 2x THUMBNAIL_MAX_SIDE and 4x, or smaller
-    orientation: int  # EXIF orientation 1..8 as Pillow reads it (EXIF, else XMP)
+    orientation: int  # EXIF orientation 1..8 as exif_transpose reads it (EXIF, else XMP)
     icc_profile: bytes | None
 
 
@@ -264,12 +268,47 @@ def verify(source: Path, probe: Probe) -> Decoded:
 
 
 def _orientation(im: Image.Image) -> int:
-    """EXIF orientation 1..8 the way ImageOps.exif_transpose reads it; 1 when unreadable."""
+    """EXIF orientation 1..8 as ImageOps.exif_transpose reads it: IFD0's Orientation tag, else
+    XMP's tiff:Orientation; 1 when absent or unreadable.
+
+    Read here rather than with im.getexif(): that parses every IFD of attacker-made EXIF (with
+    a warning per oddity) when one tag is needed.
+    """
+    exif = im.info.get("exif")
+    raw_profile = im.info.get("Raw profile type exif")  # ImageMagick's PNG text chunk
+    if exif is None and isinstance(raw_profile, str):
+        try:
+            exif = bytes.fromhex("".join(raw_profile.split("\n")[3:]))
+        except ValueError:
+            exif = None
+    value = _exif_orientation(exif) if isinstance(exif, bytes) else None
+    if value is None:
+        xmp = im.info.get("XML:com.adobe.xmp") or im.info.get("xmp")
+        if isinstance(xmp, str):
+            xmp = xmp.encode("utf-8", "replace")
+        match = re.search(rb'tiff:Orientation(="|>)([0-9])', xmp) if xmp else None
+        value = int(match[2]) if match else None
+    return value if value is not None and 1 <= value <= 8 else 1
+
+
+def _exif_orientation(exif: bytes) -> int | None:
+    """The Orientation (0x0112) value in IFD0 of an EXIF/TIFF block, or None."""
+    if exif.startswith(b"Exif\x00\x00"):
+        exif = exif[6:]
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(exif[:4])
+    if order is None:
+        return None
     try:
-        value = im.getexif().get(_ORIENTATION_TAG, 1)
-    except (SyntaxError, ValueError, struct.error, IndexError, TypeError, KeyError, OSError):
-        return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+        (ifd,) = struct.unpack_from(order + "I", exif, 4)
+        (count,) = struct.unpack_from(order + "H", exif, ifd)
+        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind = struct.unpack_from(order + "HH", exif, entry)
+            if tag == _ORIENTATION_TAG:
+                # SHORT as the standard says; some writers use LONG.
+                return struct.unpack_from(order + ("I" if kind == 4 else "H"), exif, entry + 8)[0]
+    except struct.error:
+        return None
+    return None
 
 
 def _shrink(im: Image.Image) -> Image.Image:
@@ -545,7 +584,7 @@ def _gif_blocks(data: bytes) -> Iterator[tuple[str, int, int]]:
                 raise _Corrupt("truncated GIF extension")
             label = data[pos + 1]
             end = _gif_sub_blocks_end(data, pos + 2)
-            if label == 0xF9:
+            if label == 0xF9 and end - pos == 8:  # its fixed size: 4 bytes of timing/flags
                 kind = "gce"
             elif label == 0xFF and data[pos + 2] == 11:
                 kind = "app:" + data[pos + 3 : pos + 14].decode("latin-1")
