@@ -87,7 +87,8 @@ DROP_FILES_JS = """
   }
   const target = document.querySelector(selector);
   for (const type of ["dragenter", "dragover", "drop"]) {
-    target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
+    target.dispatchEvent(new DragEvent(type, init));
   }
 }
 """
@@ -99,7 +100,8 @@ DRAG_OVER_JS = """
   transfer.items.add(new File(["x"], "x.png", { type: "image/png" }));
   const target = document.querySelector(selector);
   for (const type of ["dragenter", "dragover"]) {
-    target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
+    target.dispatchEvent(new DragEvent(type, init));
   }
 }
 """
