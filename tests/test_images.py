@@ -542,6 +542,15 @@ def bad_idat_crc(path: Path) -> bytes:
     return bytes(data)
 
 
+def avif_timescale_zero(path: Path) -> bytes:
+    """An animated AVIF whose media header says 0 ticks per second (Pillow divides by it)."""
+    data = bytearray(make_avif(path, animated=True).read_bytes())
+    at = data.index(b"mdhd") + 4
+    timescale = at + 4 + (16 if data[at] == 1 else 8)  # after version/flags and two dates
+    data[timescale : timescale + 4] = bytes(4)
+    return bytes(data)
+
+
 def bytes_of(data: bytes):
     return lambda path: data
 
@@ -568,6 +577,7 @@ REFUSALS = [
     ("truncated webp", truncated(make_webp), {}, errors.ImageRejected, "corrupt_image"),
     ("truncated avif", truncated(make_avif), {}, errors.ImageRejected, "corrupt_image"),
     ("png with bad IDAT CRC", bad_idat_crc, {}, errors.ImageRejected, "corrupt_image"),
+    ("avif with timescale 0", avif_timescale_zero, {}, errors.ImageRejected, "corrupt_image"),
     ("png header only", bytes_of(b"\x89PNG\r\n\x1a\n"), {}, errors.ImageRejected, "corrupt_image"),
     ("jpeg header only", bytes_of(b"\xff\xd8\xff\xe0\x00\x10JFIF"),
      {}, errors.ImageRejected, "corrupt_image"),

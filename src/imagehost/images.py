@@ -128,6 +128,7 @@ def _translated() -> Iterator[None]:
         KeyError,
         zlib.error,
         RuntimeError,
+        ArithmeticError,  # e.g. Pillow 13.0.0 divides by an AVIF track's timescale, even if 0
     ) as exc:
         raise _corrupt() from exc
 
