@@ -534,6 +534,7 @@ def test_screenshots_of_both_pages(server, open_page, color_scheme, width):
     expect(image_rows(page)).to_have_count(4)
     for thumb in page.locator("img.thumb").all():
         expect(thumb).to_have_js_property("complete", True)
+    page.mouse.move(0, 0)
     page.screenshot(path=SCREENSHOTS / f"images-{suffix}.png", full_page=True)
     for name in ("start", "upload", "images"):
         assert (SCREENSHOTS / f"{name}-{suffix}.png").stat().st_size > 0
