@@ -382,7 +382,7 @@ class Bench:
         real = upload_one(up.url, fixture)
         catalog = Catalog(up.data_dir / "catalog.sqlite3")
         self.cleanup.callback(catalog.close)
-        template = catalog.get(real["filename"])
+        template = asdict(catalog.get(real["filename"]))
         total, sizes = 1, []
         for size in CATALOG_SIZES:
             t0 = time.monotonic()
@@ -391,7 +391,7 @@ class Bench:
                 catalog.add_many(
                     ImageRow(
                         **{
-                            **asdict(template),
+                            **template,
                             "seq": 0,
                             "id": f"bench{n:011d}",
                             "filename": f"bench{n:011d}.jpg",
