@@ -43,8 +43,8 @@ RUN printf '%s\n' \
     'shared=/srv/shared' \
     'if [ "$(id -u)" = 0 ]; then' \
     '    mkdir -p "$IMAGES_DIR" "$LOG_DIR" "$DATA_DIR" "$shared/nginx" "$shared/web"' \
-    '    find "$IMAGES_DIR" "$DATA_DIR" "$shared" ! -user imagehost -exec chown imagehost:imagehost {} +' \
-    '    find "$LOG_DIR" -maxdepth 1 ! -user imagehost -exec chown imagehost:imagehost {} +' \
+    '    find "$IMAGES_DIR" "$DATA_DIR" "$shared" ! -user imagehost -exec chown -h imagehost:imagehost {} +' \
+    '    find "$LOG_DIR" -maxdepth 1 ! -user imagehost -exec chown -h imagehost:imagehost {} +' \
     '    exec setpriv --reuid=imagehost --regid=imagehost --init-groups --inh-caps=-all "$0" "$@"' \
     'fi' \
     'imagehost nginx-config --docker --output "$shared/nginx/nginx.conf"' \

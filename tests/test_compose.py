@@ -36,6 +36,12 @@ HEALTH_TIMEOUT = 180
 COMMAND_TIMEOUT = 120
 HTTP_TIMEOUT = 30
 FIRST_WORKER_PORT = 8000  # the image's WEB_SERVER_START_PORT
+WORKERS = 3
+# The project's .env, as a user writes it: read by the backend (env_file); the folder settings
+# are the host's and must not leak into the containers, which use fixed paths.
+DOTENV = (
+    f"WEB_SERVER_WORKERS={WORKERS}\nIMAGES_DIR=/nonexistent/images\nLOG_DIR=/nonexistent/logs\n"
+)
 # The app's own settings never leak from the caller's shell into the stack.
 APP_SETTINGS = (
     "IMAGES_DIR",
@@ -204,6 +210,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("compose") / "imagehost"
     folder.mkdir()
     _copy_project(folder)
+    (folder / ".env").write_text(DOTENV)
     port = free_port_range(1)
     env = {k: v for k, v in os.environ.items() if not k.startswith(APP_SETTINGS)}
     env.update(
@@ -221,7 +228,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             present.returncode == 0,
             f"{image} is missing: run `scripts/compose-env.sh setup`",
         )
-    workers = range(FIRST_WORKER_PORT, FIRST_WORKER_PORT + (os.cpu_count() or 1))
+    workers = range(FIRST_WORKER_PORT, FIRST_WORKER_PORT + WORKERS)
     s = Stack(
         folder=folder,
         env=env,
@@ -369,6 +376,18 @@ def test_only_nginx_is_published(stack):
     still_refused = [p for p in stack.refused_before if _refused(p)]
     assert still_refused == stack.refused_before, "a worker port answers on the host"
     assert stack.refused_before, "every worker port was taken on the host: nothing was checked"
+
+
+def test_settings_come_from_dotenv(stack):
+    nginx = stack.container("nginx")
+    conf = stack.run("podman", "exec", nginx, "cat", "/etc/imagehost/nginx.conf").stdout
+    servers = [
+        ln.split()[1] for ln in conf.splitlines() if ln.strip().startswith("server backend:")
+    ]
+    assert servers == [f"backend:{FIRST_WORKER_PORT + i}" for i in range(WORKERS)]
+    app_log = (stack.folder / "logs" / "app.log").read_text()
+    for i in range(WORKERS):
+        assert f"started worker:{FIRST_WORKER_PORT + i} " in app_log
 
 
 def test_down_leaves_nothing_behind(stack):
