@@ -366,6 +366,20 @@ def test_polyglot_tail_is_cut_off(tmp_path, kind, strip):
     assert decoded_frames(result.stored)[0] == decoded_frames(source)[0]
 
 
+def test_avif_item_data_past_the_last_box_is_kept(tmp_path):
+    """libavif follows iloc even past a too-short mdat box; cutting there would break it."""
+    source = make_avif(tmp_path / "upload.avif")
+    data = bytearray(source.read_bytes())
+    mdat = data.index(b"mdat") - 4
+    size = struct.unpack(">I", data[mdat : mdat + 4])[0]
+    data[mdat : mdat + 4] = struct.pack(">I", size - 10)
+    source.write_bytes(bytes(data) + POLYGLOT)
+    result = run(tmp_path, source)
+    assert decoded_frames(result.stored) == decoded_frames(source)
+    assert images.inspect(result.stored, max_pixels=LIMITS["max_pixels"]) == result.info
+    assert b"<script" not in result.stored.read_bytes()
+
+
 # ---------------------------------------------------------------------------------------------
 # thumbnails
 

@@ -742,7 +742,7 @@ def _avif_extents(data: bytearray, meta_start: int, meta_end: int) -> dict[int, 
     iloc = next((b for b in _boxes(data, meta_start, meta_end) if b[0] == b"iloc"), None)
     if iloc is None:
         return {}
-    _, _, pos, _ = iloc
+    _, _, pos, iloc_end = iloc
     version = data[pos]
     offset_size, length_size = data[pos + 4] >> 4, data[pos + 4] & 15
     base_size = data[pos + 5] >> 4
@@ -753,6 +753,8 @@ def _avif_extents(data: bytearray, meta_start: int, meta_end: int) -> dict[int, 
     pos += count_size
     extents: dict[int, list[range]] = {}
     for _ in range(count):
+        if pos + count_size > iloc_end:
+            raise _Corrupt("iloc runs past its box")
         item_id = _uint(data, pos, count_size)
         pos += count_size
         method = 0
@@ -764,6 +766,9 @@ def _avif_extents(data: bytearray, meta_start: int, meta_end: int) -> dict[int, 
         pos += base_size
         extent_count = _uint(data, pos, 2)
         pos += 2
+        extent_size = index_size + offset_size + length_size
+        if pos + extent_count * extent_size > iloc_end or (extent_size == 0 and extent_count > 1):
+            raise _Corrupt("iloc runs past its box")  # also bounds the loops by the box size
         ranges = []
         for _ in range(extent_count):
             pos += index_size
@@ -776,8 +781,6 @@ def _avif_extents(data: bytearray, meta_start: int, meta_end: int) -> dict[int, 
                 offset = -1  # item-offset construction: not used for metadata by any encoder
             ranges.append(range(offset, offset + length if length else len(data)))
         extents[item_id] = ranges
-    if pos > meta_end:
-        raise _Corrupt("iloc runs past its box")
     return extents
 
 
@@ -794,15 +797,21 @@ def _blank(data: bytearray, ranges: list[range], replacement: bytes, filler: byt
 
 
 def _avif_pieces(data: bytes, strip: bool, orientation: int | None) -> Iterator[memoryview | bytes]:
-    out = bytearray(memoryview(data)[: _avif_end(data)])
+    boxes_end = _avif_end(data)
+    meta = next((b for b in _boxes(data, 0, boxes_end) if b[0] == b"meta"), None)
+    extents = _avif_extents(data, meta[2] + 4, meta[3]) if meta else {}
+    # libavif reads items wherever iloc points, even past the last well-formed box: keep those
+    # bytes, or an image that decoded would not decode once stored.
+    item_ends = [r.stop for ranges in extents.values() for r in ranges if r.start >= 0]
+    out = bytearray(memoryview(data)[: min(len(data), max([boxes_end, *item_ends]))])
     if strip:
-        for btype, _, payload, end in _boxes(out, 0, len(out)):
+        for btype, box, payload, end in _boxes(out, 0, boxes_end):
             if btype == b"meta":
                 _avif_blank_items(out, payload + 4, end, orientation)
             elif btype in _ISOBMFF_CONTAINERS:
                 _avif_blank_boxes(out, payload, end)
             elif btype in (b"udta", b"uuid"):
-                _blank_box(out, payload - 8, payload, end)
+                _blank_box(out, box, payload, end)
     yield out
 
 
