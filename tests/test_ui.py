@@ -251,6 +251,26 @@ def test_wrong_type_and_too_large_show_their_error_and_upload_nothing(serve_fact
     console.assert_clean(refused(415))
 
 
+def test_a_too_large_refusal_from_the_server_is_shown(serve_factory, open_page):
+    """When the browser's own check is passed (here: a config claiming a larger limit), the
+    server's 413 reaches the row as "Too large." with its detail, not as a network error."""
+    server = serve_factory(MAX_UPLOAD_MB="1")
+    page, console = open_page()
+
+    def larger_limit(route):
+        answer = route.fetch()
+        config = {**answer.json(), "max_upload_bytes": 50 * 1024 * 1024}
+        route.fulfill(response=answer, json=config)
+
+    page.route("**/api/config", larger_limit)
+    open_upload_page(page, server.url)
+    drop(page, js_file("oversized.png", noisy_png_bytes(800, 800)))
+    row = upload_row(page, "oversized.png")
+    expect(row.get_by_role("alert")).to_contain_text("Too large.")
+    assert listing(server.url).headers["X-Total-Count"] == "0"
+    console.assert_clean(refused(413))
+
+
 def test_network_failure_is_shown_and_can_be_retried(server, open_page):
     page, console = open_page()
     open_upload_page(page, server.url)
