@@ -24,8 +24,6 @@ NGINX_MISSING = "nginx is not installed (apt-get install nginx)"
 # nginx's own error pages (for requests it refuses before any location applies) are HTML.
 NGINX_PAGE = "nginx-page"
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif"}
-# nginx marks a worker it could not reach as down for fail_timeout (2 s in the template).
-NGINX_FAIL_TIMEOUT_S = 2.0
 
 
 # --- stacks --------------------------------------------------------------------------------
@@ -83,9 +81,6 @@ def start_stack(kind: str, root: Path, **settings: str) -> Running:
         while not all(_accepts(p) for p in worker_ports(running)):
             assert time.monotonic() < deadline, "the workers never listened"
             time.sleep(0.05)
-        # Probes sent before the workers listened made nginx mark them down for fail_timeout
-        # (see test_hostile.py::test_up_answers_as_soon_as_it_is_ready); let that pass.
-        time.sleep(NGINX_FAIL_TIMEOUT_S + 0.2)
     running.kind = kind
     running.port = int(running.env["PORT"])
     return running
