@@ -803,7 +803,10 @@ def _avif_pieces(data: bytes, strip: bool, orientation: int | None) -> Iterator[
     # libavif reads items wherever iloc points, even past the last well-formed box: keep those
     # bytes, or an image that decoded would not decode once stored.
     item_ends = [r.stop for ranges in extents.values() for r in ranges if r.start >= 0]
-    out = bytearray(memoryview(data)[: min(len(data), max([boxes_end, *item_ends]))])
+    end = min(len(data), max([boxes_end, *item_ends]))
+    if end < len(data) and not _avif_still_reads(data[:end], data):
+        end = len(data)  # the tail held track samples (found through stco/stsc): keep it
+    out = bytearray(memoryview(data)[:end])
     if strip:
         for btype, box, payload, end in _boxes(out, 0, boxes_end):
             if btype == b"meta":
@@ -813,6 +816,22 @@ def _avif_pieces(data: bytes, strip: bool, orientation: int | None) -> Iterator[
             elif btype in (b"udta", b"uuid"):
                 _blank_box(out, box, payload, end)
     yield out
+
+
+def _avif_still_reads(trimmed: bytes, original: bytes) -> bool:
+    """Whether libavif parses `trimmed` to as many frames as `original` and decodes frame 0.
+
+    Run only when a tail was cut (appended data, rare): cheaper than following every sample
+    table to prove the tail unused.
+    """
+    try:
+        with Image.open(io.BytesIO(original), formats=["AVIF"]) as im:
+            frames = im.n_frames
+        with Image.open(io.BytesIO(trimmed), formats=["AVIF"]) as im:
+            im.load()
+            return im.n_frames == frames
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError, ArithmeticError):
+        return False
 
 
 def _avif_blank_items(data: bytearray, start: int, end: int, orientation: int | None) -> None:
