@@ -5,6 +5,8 @@ SIGKILL mid-upload — takes only its own connections down; the supervisor resta
 removes the temporary files it left behind.
 """
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -19,6 +21,7 @@ from .config import Settings
 log = logging.getLogger("imagehost.supervisor")
 
 RESTART_BACKOFF_S = (0.1, 0.5, 1, 2, 5)  # restart delays after consecutive quick deaths
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STOP_GRACE_S = 10  # in-flight requests get this long after SIGTERM before SIGKILL
 
 
@@ -37,9 +40,16 @@ class Child:
     restarts: int = field(default=0)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env)
+        self.proc = subprocess.Popen(self.argv, env=self.env, preexec_fn=_die_with_parent)
         self.started_at = time.monotonic()
         log.info("started %s pid=%d", self.name, self.proc.pid)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the supervisor dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def worker_children(settings: Settings) -> list[Child]:
