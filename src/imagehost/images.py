@@ -808,9 +808,13 @@ def _avif_pieces(data: bytes, strip: bool, orientation: int | None) -> Iterator[
         end = len(data)  # the tail held track samples (found through stco/stsc): keep it
     out = bytearray(memoryview(data)[:end])
     if strip:
-        for btype, box, payload, end in _boxes(out, 0, boxes_end):
+        top = list(_boxes(out, 0, boxes_end))
+        # Item data lives in mdat (or idat); blanking must not touch any track sample.
+        holders = [range(payload, end) for btype, _, payload, end in top if btype == b"mdat"]
+        samples = [r for b in top if b[0] == b"moov" for r in _track_samples(out, b[2], b[3])]
+        for btype, box, payload, end in top:
             if btype == b"meta":
-                _avif_blank_items(out, payload + 4, end, orientation)
+                _avif_blank_items(out, payload + 4, end, orientation, holders, samples)
             elif btype in _ISOBMFF_CONTAINERS:
                 _avif_blank_boxes(out, payload, end)
             elif btype in (b"udta", b"uuid"):
@@ -834,10 +838,30 @@ def _avif_still_reads(trimmed: bytes, original: bytes) -> bool:
         return False
 
 
-def _avif_blank_items(data: bytearray, start: int, end: int, orientation: int | None) -> None:
+def _avif_blank_items(
+    data: bytearray,
+    start: int,
+    end: int,
+    orientation: int | None,
+    holders: list[range],
+    samples: list[range],
+) -> None:
+    """Overwrite the EXIF and XMP items of the 'meta' box data[start:end] in place.
+
+    Raises _Corrupt rather than overwrite anything else: a metadata extent outside mdat/idat,
+    or sharing bytes with another item or a track sample, only happens in a malformed file.
+    """
     extents = _avif_extents(data, start, end)
-    for item_id, item_type in _avif_metadata_items(data, start, end).items():
+    metadata = _avif_metadata_items(data, start, end)
+    idat = [range(p, e) for t, _, p, e in _boxes(data, start, end) if t == b"idat"]
+    others = [r for item, ranges in extents.items() if item not in metadata for r in ranges]
+    others += samples
+    for item_id, item_type in metadata.items():
         ranges = extents.get(item_id, [])
+        for r in ranges:
+            inside = any(h.start <= r.start and r.stop <= h.stop for h in holders + idat)
+            if not inside or any(r.start < o.stop and o.start < r.stop for o in others):
+                raise _Corrupt("metadata item overlaps other data")
         if item_type == b"Exif":
             # exif_tiff_header_offset (0: the TIFF header follows), then the TIFF block.
             minimal = struct.pack(">I", 0) + _minimal_tiff(orientation)
@@ -846,6 +870,59 @@ def _avif_blank_items(data: bytearray, start: int, end: int, orientation: int | 
             _blank(data, ranges, minimal, b"\x00")
         else:
             _blank(data, ranges, b"", b" ")
+
+
+def _track_samples(data: bytearray, start: int, end: int) -> list[range]:
+    """Byte ranges of every sample of every track in the moov box data[start:end]."""
+    samples = []
+    for btype, _, payload, box_end in _boxes(data, start, end):
+        if btype == b"stbl":
+            samples += _stbl_samples(data, payload, box_end)
+        elif btype in _ISOBMFF_CONTAINERS:
+            samples += _track_samples(data, payload, box_end)
+    return samples
+
+
+def _stbl_samples(data: bytearray, start: int, end: int) -> list[range]:
+    """Samples laid out as stsz (sizes), stco/co64 (chunk offsets) and stsc (runs) say."""
+    tables = {
+        btype: (payload + 4, box_end) for btype, _, payload, box_end in _boxes(data, start, end)
+    }
+
+    def entries(name: bytes, width: int, skip: int = 0, fields: int = 1) -> list[int]:
+        """The table's values (`fields` of `width` bytes per entry), after its entry count."""
+        if name not in tables:
+            return []
+        pos, box_end = tables[name]
+        count = _uint(data, pos + skip, 4) * fields
+        first = pos + skip + 4
+        if first + count * width > box_end:
+            raise _Corrupt(f"{name!r} runs past its box")
+        return [_uint(data, first + i * width, width) for i in range(count)]
+
+    if b"stsz" not in tables:
+        return []
+    constant = _uint(data, tables[b"stsz"][0], 4)
+    if constant:
+        count = _uint(data, tables[b"stsz"][0] + 4, 4)
+        if count > _CEILING_FRAMES:
+            raise _Corrupt("too many samples")
+        sizes = [constant] * count
+    else:
+        sizes = entries(b"stsz", 4, skip=4)
+    chunks = entries(b"stco", 4) or entries(b"co64", 8)
+    runs = entries(b"stsc", 4, fields=3)  # first_chunk, samples_per_chunk, description
+    runs_by_chunk = sorted((runs[i], runs[i + 1]) for i in range(0, len(runs) - 2, 3))
+    samples, sample, per_chunk, run = [], 0, 0, 0
+    for number, offset in enumerate(chunks, start=1):
+        while run < len(runs_by_chunk) and runs_by_chunk[run][0] <= number:
+            per_chunk = runs_by_chunk[run][1]
+            run += 1
+        for _ in range(min(per_chunk, len(sizes) - sample)):
+            samples.append(range(offset, offset + sizes[sample]))
+            offset += sizes[sample]
+            sample += 1
+    return samples
 
 
 def _avif_blank_boxes(data: bytearray, start: int, end: int) -> None:
