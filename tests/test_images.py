@@ -380,8 +380,8 @@ def test_avif_item_data_past_the_last_box_is_kept(tmp_path):
     assert b"<script" not in result.stored.read_bytes()
 
 
-def test_avif_exif_item_pointing_at_pixels_is_refused_not_blanked(tmp_path):
-    """Blanking a malformed file's EXIF extent would overwrite the picture: refuse instead."""
+def test_avif_xmp_item_pointing_at_pixels_is_refused_not_blanked(tmp_path):
+    """Blanking a malformed file's XMP extent would overwrite the picture: refuse instead."""
     source = make_avif(tmp_path / "upload.avif")
     data = bytearray(source.read_bytes())
     iloc = data.index(b"iloc") + 4
@@ -391,7 +391,7 @@ def test_avif_exif_item_pointing_at_pixels_is_refused_not_blanked(tmp_path):
         item_id, _, _, offset, length = struct.unpack(">HHHII", data[at : at + 14])
         entries[item_id] = at
     primary = struct.unpack(">I", data[entries[1] + 6 : entries[1] + 10])[0]
-    data[entries[2] + 6 : entries[2] + 10] = struct.pack(">I", primary)  # item 2 is the EXIF
+    data[entries[3] + 6 : entries[3] + 10] = struct.pack(">I", primary)  # item 3 is the XMP
     source.write_bytes(bytes(data))
     run(tmp_path, source, strip_metadata=False)  # libavif reads it: only blanking is refused
     with pytest.raises(errors.ImageRejected) as caught:
