@@ -91,14 +91,15 @@ def table(rows) -> list:
     return out
 
 
-def expect_answer(raw: bytes, status: int | None, code: str | None, method: str = "GET") -> None:
-    """`raw` is the answer expected: a JSON error with `code`, nginx's own page, or success."""
+def expect_answer(raw: bytes, status, code: str | None, method: str = "GET") -> None:
+    """`raw` is the answer expected: a JSON error with `code`, nginx's own page, or success
+    (code None: the status only; `status` may be a tuple of allowed ones)."""
     if status is None:  # the client went away first: closed without an answer
         assert raw == b"", raw[:300]
         return
     assert raw, "the connection was closed without an answer"
     got, headers, body = parse_response(raw)
-    assert got == status, (got, raw[:400])
+    assert got in (status if isinstance(status, tuple) else (status,)), (got, raw[:400])
     assert b"Traceback" not in body and b"/tmp" not in body and b".py" not in body
     if method == "HEAD" or code is None:
         return
@@ -252,6 +253,8 @@ def test_contents(stack, build, name, ctype, status, code):
 _PNG = small_image("PNG", 9)
 _OVER = b"\x89PNG\r\n\x1a\n" + b"\x00" * (MAX_UPLOAD_MB * 1024 * 1024 + 200 * 1024)
 _LONG_BOUNDARY = "b" * 71
+# nginx's HTML 400 today, JSON 431 once test_nginx_own_refusals_are_json's fix is applied.
+NGINX_REFUSAL_TO_FIX = ((400, 431), None)
 
 
 def _post(headers: dict, body: bytes) -> bytes:
@@ -370,7 +373,7 @@ BODIES = [
         "header-line-1mb",
         http_request("GET", "/api/health", {"X-Pad": "a" * 1024 * 1024}),
         (431, "headers_too_large"),
-        (400, NGINX_PAGE),
+        NGINX_REFUSAL_TO_FIX,
     ),
     (
         "request-line-1mb",
@@ -382,7 +385,7 @@ BODIES = [
         "10000-headers",
         http_request("GET", "/api/health", {f"X-H{i}": "v" for i in range(10_000)}),
         (431, "headers_too_large"),
-        (400, NGINX_PAGE),
+        NGINX_REFUSAL_TO_FIX,
     ),
     (
         "http10-body-without-length",
@@ -452,15 +455,10 @@ HTTP = [
     ("post-on-metadata", "POST", "/api/upload/{image}", (405, "method_not_allowed"), None),
     ("options-on-health", "OPTIONS", "/api/health", (405, "method_not_allowed"), None),
     ("made-up-method", "BREW", "/api/health", (405, "method_not_allowed"), None),
-    ("trace-on-health", "TRACE", "/api/health", (405, "method_not_allowed"), (405, NGINX_PAGE)),
-    ("post-on-image", "POST", "/images/{image}", (405, "method_not_allowed"), (405, NGINX_PAGE)),
-    (
-        "delete-on-image",
-        "DELETE",
-        "/images/{image}",
-        (405, "method_not_allowed"),
-        (405, NGINX_PAGE),
-    ),
+    # nginx: its own HTML 405 today; JSON is test_nginx_own_refusals_are_json (xfail)
+    ("trace-on-health", "TRACE", "/api/health", (405, "method_not_allowed"), (405, None)),
+    ("post-on-image", "POST", "/images/{image}", (405, "method_not_allowed"), (405, None)),
+    ("delete-on-image", "DELETE", "/images/{image}", (405, "method_not_allowed"), (405, None)),
     ("head-on-list", "HEAD", "/api/upload/", (200, None), None),
     ("head-on-image", "HEAD", "/images/{image}", (200, None), None),
     ("head-on-unknown", "HEAD", "/api/nothing", (404, None), None),
@@ -543,7 +541,7 @@ def test_http(stack, stored, method, target, on_serve, on_up):
     expect_answer(raw, *expected, method=method)
     status, headers, body = parse_response(raw)
     assert b"alert" not in body and b"BEGIN" not in body  # nothing of a secret file
-    if status == 405 and expected[1] != NGINX_PAGE:
+    if status == 405 and expected[1] not in (NGINX_PAGE, None):
         assert headers["allow"]
     if method == "HEAD":
         assert body == b""
@@ -584,23 +582,27 @@ def test_absurd_range_headers_get_the_whole_image(request, stack, stored, range_
 
 
 def test_nginx_own_refusals_are_json(request, stack, stored):
-    """Through nginx too, what the API and /images/ refuse is JSON {"detail", "code"}."""
+    """Through nginx too, a wrong method on an image and oversized headers get the API's JSON.
+
+    (Malformed request lines and chunk framing stay nginx's own 400/414 page: an error_page for
+    those would send a request nginx could not parse to a named location, which answers 500.)
+    """
     if stack.kind == "serve":
         pytest.skip("serve renders every refusal itself (test_bodies, test_http)")
     request.applymarker(
         pytest.mark.xfail(
             strict=True,
-            reason="bug: nginx answers these with its own HTML page, not the API's JSON "
-            "(template: error_page 400 405 414 494 → JSON named locations)",
+            reason="bug: nginx answers these with its own HTML page. Fix (checked with nginx "
+            "-t and these probes): in the images location `error_page 405 "
+            "@image_method_not_allowed;` (JSON, Allow: GET, HEAD); at server level `error_page "
+            "405 @method_not_allowed;` and `error_page 494 =431 @headers_too_large;`",
         )
     )
     probes = {
         "post-on-image": http_request("POST", f"/images/{stored['filename']}"),
+        "delete-on-image": http_request("DELETE", f"/images/{stored['filename']}"),
+        "trace": http_request("TRACE", "/api/health"),
         "header-line-1mb": http_request("GET", "/api/health", {"X-Pad": "a" * 1024 * 1024}),
-        "request-line-1mb": http_request("GET", "/api/health?" + "a" * 1024 * 1024),
-        "bad-chunk-size": _post(
-            {"Content-Type": "image/png", "Transfer-Encoding": "chunked"}, b"zz\r\n"
-        ),
     }
     not_json = {}
     for name, data in probes.items():
