@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import AvifImagePlugin, Image
 
 from . import errors
 
@@ -38,6 +38,9 @@ _BAND_BYTES = 4 * 1024 * 1024  # full-size rows shrunk at a time (see _shrink)
 # (and for every GIF frame). Pillow's own guard is process-wide and only *warns* between 1x and
 # 2x its limit, so it is switched off rather than left to disagree with MAX_IMAGE_PIXELS.
 Image.MAX_IMAGE_PIXELS = None
+# One decoder thread: there is a worker process per CPU already, and libavif's default (every
+# CPU, in each of them) oversubscribes the machine and adds per-thread frame buffers.
+AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 # Pillow warns (UserWarning) about malformed metadata it skips, e.g. corrupt EXIF tags while
 # reading a JPEG's DPI. The uploader controls those bytes: a stderr line each is noise.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
