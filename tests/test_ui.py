@@ -5,7 +5,7 @@ import re
 
 import pytest
 import requests
-from conftest import need
+from conftest import have, need, start
 from playwright.sync_api import expect, sync_playwright
 from ui_helpers import (
     CHROMIUM,
@@ -469,6 +469,47 @@ def test_key_only_server_explains_itself_until_the_management_link_is_opened(
     expect(image_row(page, "unlocked.png")).to_be_visible()
     expect(page.locator("#images-message")).to_be_hidden()
     console.assert_clean(refused(401))
+
+
+@pytest.fixture
+def behind_nginx(tmp_path):
+    """`imagehost up`: nginx in front of two workers, as deployed, with MAX_UPLOAD_MB=1."""
+    need("nginx", have("nginx"), "nginx is not installed (apt-get install nginx)")
+    running = start("up", tmp_path / "up", "/api/health", WEB_SERVER_WORKERS="2", MAX_UPLOAD_MB="1")
+    yield running
+    running.stop()
+
+
+@pytest.mark.nginx
+def test_the_ui_works_behind_nginx(behind_nginx, open_page):
+    """Pages, modules and icons served by nginx with its CSP; uploads and the listing through it
+    to the workers; nginx's own 413 shown like the server's."""
+    server = behind_nginx
+    page, console = open_page(f"{server.url}/")
+    page.get_by_role("link", name="Upload images").click()
+    expect(page.locator("#dropzone-hint")).to_contain_text("up to 1 MB")
+    drop(page, js_file("through-nginx.png", png_bytes(seed=40)))
+    url = finished_url(upload_row(page, "through-nginx.png"))
+    assert requests.get(url, timeout=10).status_code == 200
+
+    page.get_by_role("tab", name="Images").click()
+    row = image_row(page, "through-nginx.png")
+    expect(row.locator("img.thumb")).to_have_js_property("naturalWidth", 64)
+    row.get_by_role("button", name="Delete through-nginx.png").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    assert requests.get(url, timeout=10).status_code == 404
+
+    def larger_limit(route):
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "max_upload_bytes": 50 << 20})
+
+    page.route("**/api/config", larger_limit)
+    page.reload()
+    expect(page.locator("#dropzone-hint")).to_contain_text("up to 50 MB")
+    drop(page, js_file("oversized.png", noisy_png_bytes(900, 900)))
+    expect(upload_row(page, "oversized.png").get_by_role("alert")).to_contain_text("Too large.")
+    console.assert_clean(refused(413))
 
 
 def run_axe(page, script) -> list[dict]:
