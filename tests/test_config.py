@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from imagehost import config
 from imagehost.errors import ConfigError
 
