@@ -104,7 +104,7 @@ def test_trickling_clients_do_not_block_others(tmp_path, kind):
         )
         driver.start()
         latencies = []
-        for i in range(3):  # while every trickler is still open
+        for i in range(2):
             time.sleep(0.5)
             started = time.perf_counter()
             resp = requests.post(
@@ -116,7 +116,8 @@ def test_trickling_clients_do_not_block_others(tmp_path, kind):
             listed = requests.get(f"{running.url}/api/upload/", timeout=1)
             assert listed.status_code == 200
             latencies.append(time.perf_counter() - started)
-        assert all(t.closed_after is None for t in tricklers[:10]) or kind == "up"
+            if i == 0:  # answered while every trickler was still holding its connection
+                assert [t for t in tricklers if t.closed_after is not None] == []
         print(f"{kind}: upload+list under {TRICKLERS} tricklers: {max(latencies):.3f} s at most")
 
         deadline = time.monotonic() + REQUEST_TIMEOUT_S + 4
@@ -130,11 +131,11 @@ def test_trickling_clients_do_not_block_others(tmp_path, kind):
         longest = max(t.closed_after for t in expect_closed)
         assert longest >= REQUEST_TIMEOUT_S - 0.5  # closed by the timeout, not by accident
         if kind == "up":
-            # no trickled upload ever reached a worker: only the three normal ones are logged
+            # no trickled upload ever reached a worker: only the two normal ones are logged
             uploads_logged = re.findall(
                 r"POST /api/upload/ role=worker", (running.log_dir / "app.log").read_text()
             )
-            assert len(uploads_logged) == 3, uploads_logged
+            assert len(uploads_logged) == 2, uploads_logged
     finally:
         stop.set()
         if driver is not None:
@@ -267,8 +268,6 @@ def test_disk_full_at_commit_refuses_cleanly(tmp_path, monkeypatch):
 
 # --- the catalog locked by a long writer -------------------------------------------------------
 
-LOCK_HELD_S = 7  # longer than the catalog's busy timeout (5 s)
-
 
 def test_catalog_locked_by_a_long_writer(server):
     kept = requests.post(
@@ -278,8 +277,7 @@ def test_catalog_locked_by_a_long_writer(server):
     ).json()
     lock = sqlite3.connect(server.data_dir / "catalog.sqlite3", isolation_level=None, timeout=10)
     try:
-        lock.execute("BEGIN EXCLUSIVE")
-        held_since = time.monotonic()
+        lock.execute("BEGIN EXCLUSIVE")  # held until both answers are in: > the 5 s timeout
         with ThreadPoolExecutor(max_workers=2) as pool:
             upload = pool.submit(
                 requests.post,
@@ -296,7 +294,6 @@ def test_catalog_locked_by_a_long_writer(server):
             # WAL: readers are not blocked by a writer
             assert requests.get(f"{server.url}/api/upload/", timeout=2).status_code == 200
             upload_answer, delete_answer = upload.result(), delete.result()
-        assert time.monotonic() - held_since < LOCK_HELD_S, "the lock was released too early"
         assert_error(upload_answer, 503, "unavailable")
         assert_error(delete_answer, 503, "unavailable")
         # nothing of the refused upload; the image whose delete failed is whole
@@ -304,7 +301,6 @@ def test_catalog_locked_by_a_long_writer(server):
         assert list((server.images_dir / "thumbs").iterdir()) == [
             server.images_dir / "thumbs" / f"{kept['id']}.webp"
         ]
-        time.sleep(max(0, LOCK_HELD_S - (time.monotonic() - held_since)))
     finally:
         lock.execute("ROLLBACK")
         lock.close()
