@@ -4,13 +4,14 @@ import functools
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence, PngImagePlugin
 
 from imagehost import errors, images
 
@@ -120,8 +121,6 @@ def png_chunk(ctype: bytes, payload: bytes) -> bytes:
 
 
 def make_png(path: Path, orientation: int = 6, mode="RGB") -> Path:
-    from PIL import PngImagePlugin
-
     info = PngImagePlugin.PngInfo()
     info.add_text("Comment", "TEXTSECRET")
     info.add_text("Author", "TEXTSECRET", zip=True)  # zTXt
@@ -559,7 +558,7 @@ def pillow_bytes(fmt: str, **params) -> bytes:
     return buf.getvalue()
 
 
-def truncated(maker) -> callable:
+def truncated(maker: Callable[[Path], Path]) -> Callable[[Path], bytes]:
     def make(path: Path) -> bytes:
         data = maker(path).read_bytes()
         return data[: len(data) * 6 // 10]
@@ -584,7 +583,7 @@ def avif_timescale_zero(path: Path) -> bytes:
     return bytes(data)
 
 
-def bytes_of(data: bytes):
+def bytes_of(data: bytes) -> Callable[[Path], bytes]:
     return lambda path: data
 
 
