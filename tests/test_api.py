@@ -425,8 +425,13 @@ def test_keep_alive_serves_several_requests_on_one_connection(server):
 def test_request_id_is_taken_from_header_and_logged(server):
     resp = requests.get(f"{server.url}/api/config", timeout=5, headers={"X-Request-ID": "abc-123"})
     assert resp.headers["X-Request-ID"] == "abc-123"
-    log = (server.log_dir / "app.log").read_text()
-    assert "rid=abc-123" in log and "GET /api/config" in log
+    import time
+
+    deadline = time.monotonic() + 5  # the line is written just after the answer is sent
+    while "rid=abc-123" not in (log := (server.log_dir / "app.log").read_text()):
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
+    assert "GET /api/config" in log
 
 
 def test_json_logs(serve_factory):

@@ -120,12 +120,6 @@ def test_api_conforms_to_its_openapi(api_schema, fuzzed, stored_image, method, p
     assert seen and max(seen) < 500, seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the document says cursor matches ^[0-9]{1,18}$ and limit is an integer, but "
-    "api.list_images/_int_param read a blank ?cursor= or ?limit= as absent; refuse blanks "
-    "(400 invalid_parameter) or document them",
-)
 @pytest.mark.parametrize("query", ["cursor=", "limit="])
 def test_blank_list_parameters_are_refused(fuzzed, query):
     resp = requests.get(f"{fuzzed.url}/api/upload/?{query}", timeout=10)
@@ -222,11 +216,6 @@ def test_clean_name_is_display_text(raw):
     assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name), repr(name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: uploads.clean_name keeps U+2028/U+2029 (categories Zl/Zp), which str.splitlines"
-    "() and some log viewers take as line breaks; drop Zl and Zp too",
-)
 @given(raw=st.text(alphabet=st.sampled_from("ab.\u2028\u2029"), min_size=1, max_size=20))
 @settings(max_examples=100, deadline=None)
 def test_clean_name_has_no_line_breaks(raw):
@@ -269,12 +258,6 @@ def test_image_path_takes_only_stored_names(filename):
             s.image_path(filename)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: store.IMAGE_NAME/THUMB_NAME end in `$`, which also matches before a trailing "
-    "newline: image_path('AAAAAAAAAA.png\\n') is accepted (use fullmatch or \\Z); reachable by "
-    "a file dropped into IMAGES_DIR that `check`/`reindex` would then index",
-)
 def test_image_path_refuses_a_trailing_newline():
     with pytest.raises(ValueError):
         _store().image_path("AAAAAAAAAA.png\n")

@@ -455,7 +455,7 @@ HTTP = [
     ("post-on-metadata", "POST", "/api/upload/{image}", (405, "method_not_allowed"), None),
     ("options-on-health", "OPTIONS", "/api/health", (405, "method_not_allowed"), None),
     ("made-up-method", "BREW", "/api/health", (405, "method_not_allowed"), None),
-    # nginx: its own HTML 405 today; JSON is test_nginx_own_refusals_are_json (xfail)
+    # nginx answers these itself, in JSON too: test_nginx_own_refusals_are_json
     ("trace-on-health", "TRACE", "/api/health", (405, "method_not_allowed"), (405, None)),
     ("post-on-image", "POST", "/images/{image}", (405, "method_not_allowed"), (405, None)),
     ("delete-on-image", "DELETE", "/images/{image}", (405, "method_not_allowed"), (405, None)),
@@ -487,11 +487,6 @@ HTTP = [
         "/api/upload/?limit=%D9%A3",  # ARABIC-INDIC DIGIT THREE: str.isdigit() says yes
         (400, "invalid_parameter"),
         None,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: api._int_param (and the cursor check in list_images) accept Unicode "
-            "digits via str.isdigit(); use raw.isascii() and raw.isdigit()",
-        ),
     ),
     (
         "encoded-traversal-api",
@@ -565,14 +560,6 @@ def test_absurd_range_headers_get_the_whole_image(request, stack, stored, range_
 
     serve answers `Accept-Ranges: none` and ignores Range; nginx should do the same.
     """
-    if stack.kind == "up":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: nginx answers Range on /images/ with 206 multipart/byteranges or "
-                "an HTML 416 (template: add `max_ranges 0;` to the images location)",
-            )
-        )
     whole = requests.get(stored["url"], timeout=10).content
     resp = requests.get(stored["url"], headers={"Range": range_header}, timeout=10)
     assert resp.status_code == 200, (resp.status_code, resp.headers.get("Content-Type"))
@@ -589,15 +576,6 @@ def test_nginx_own_refusals_are_json(request, stack, stored):
     """
     if stack.kind == "serve":
         pytest.skip("serve renders every refusal itself (test_bodies, test_http)")
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="bug: nginx answers these with its own HTML page. Fix (checked with nginx "
-            "-t and these probes): in the images location `error_page 405 "
-            "@image_method_not_allowed;` (JSON, Allow: GET, HEAD); at server level `error_page "
-            "405 @method_not_allowed;` and `error_page 494 =431 @headers_too_large;`",
-        )
-    )
     probes = {
         "post-on-image": http_request("POST", f"/images/{stored['filename']}"),
         "delete-on-image": http_request("DELETE", f"/images/{stored['filename']}"),
@@ -616,15 +594,6 @@ def test_ambiguous_framing_is_refused_and_the_connection_closed(request, stack):
     """Content-Length with chunked, or an unknown transfer coding (RFC 9112 §6.1, §6.3): the
     request is refused and the connection closed, so a request smuggled behind it is never read.
     """
-    if stack.kind == "serve":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: serve (server.Handler._request) takes chunked over Content-Length, "
-                "and an unknown Transfer-Encoding as no body, then keeps the connection: the "
-                "smuggled second request is answered",
-            )
-        )
     smuggled = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     for framing in (
         {"Content-Length": "5", "Transfer-Encoding": "chunked"},

@@ -233,8 +233,8 @@ def list_images(app: App, request: Request) -> Response:
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     cursor = request.query_value("cursor")
     before = None
-    if cursor:
-        if not cursor.isdigit() or len(cursor) > 18:
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
             raise BadRequest("The cursor is not one we handed out.", code="invalid_parameter")
         before = int(cursor)
     counters = app.catalog.counters()
@@ -332,9 +332,9 @@ def _file(path: Path, ctype: str, headers: dict, request: Request) -> Response:
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query_value(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise BadRequest(
             f"'{name}' must be a whole number from {lo} to {hi}.", code="invalid_parameter"
         )

@@ -41,7 +41,7 @@ class Router:
         regex = re.sub(
             r"\{(\w+)\}", param, re.escape(pattern).replace(r"\{", "{").replace(r"\}", "}")
         )
-        return re.compile(f"^{regex.rstrip('/')}/?$")
+        return re.compile(f"^{regex.rstrip('/')}/?\\Z")
 
     def match(self, method: str, path: str) -> Match:
         allowed = []

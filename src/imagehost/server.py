@@ -224,15 +224,21 @@ class Handler(BaseHTTPRequestHandler):
         if not parts.path.startswith("/") or parts.scheme or parts.netloc:
             raise BadRequest("The request target must be a path.", code="bad_path")
         headers = self.headers
-        if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+        coding = headers.get("Transfer-Encoding")
+        if coding is not None:
+            # RFC 9112 §6.1/§6.3: only plain chunked, and never together with Content-Length —
+            # anything else could frame the body differently than a proxy did (smuggling).
+            if coding.strip().lower() != "chunked" or "Content-Length" in headers:
+                raise BadRequest("Unsupported or ambiguous body framing.", code="bad_framing")
             length = None
         else:
-            try:
-                length = int(headers.get("Content-Length") or 0)
-            except ValueError:
-                raise BadRequest("Content-Length is not a number.", code="bad_length") from None
-            if length < 0:
-                raise BadRequest("Content-Length is negative.", code="bad_length")
+            raw = (headers.get("Content-Length") or "0").strip()
+            if (
+                not (raw.isascii() and raw.isdigit())
+                or len(headers.get_all("Content-Length") or ()) > 1
+            ):
+                raise BadRequest("Content-Length is not a number.", code="bad_length")
+            length = int(raw)
         body = Body(self.rfile, length, app.body_limit_bytes)
         rid = headers.get("X-Request-ID") or ""
         behind = self.server.behind_proxy

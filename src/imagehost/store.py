@@ -21,8 +21,9 @@ from .errors import StorageFull
 
 ID_BYTES = 12  # 16 URL-safe characters, 96 random bits
 EXTENSIONS = ("jpg", "png", "gif", "webp", "avif")
-IMAGE_NAME = re.compile(r"^([A-Za-z0-9_-]{10,64})\.(jpg|png|gif|webp|avif)$")
-THUMB_NAME = re.compile(r"^([A-Za-z0-9_-]{10,64})\.webp$")
+# \Z, not $: `$` also matches before a trailing newline.
+IMAGE_NAME = re.compile(r"([A-Za-z0-9_-]{10,64})\.(jpg|png|gif|webp|avif)\Z")
+THUMB_NAME = re.compile(r"([A-Za-z0-9_-]{10,64})\.webp\Z")
 TEMP_DIR = ".tmp"
 STALE_TEMP_S = 3600  # temp files of live processes older than this are leftovers too
 

@@ -22,6 +22,8 @@ MULTIPART_SLACK_BYTES = 64 * 1024  # room for boundaries and part headers around
 MAX_PARTS = 16  # a form with more parts than this is not our upload form
 MAX_FIELD_BYTES = 4096  # non-file fields are read and ignored, but not without bound
 MAX_NAME_CHARS = 255
+# control, format (bidi overrides), surrogates, line and paragraph separators (U+2028/9)
+_DROPPED_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 _BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,./:=?-]{1,70}$")  # RFC 2046 §5.1.1 bcharsnospace
 
 
@@ -98,7 +100,7 @@ def clean_name(raw: str) -> str:
 
     It is never used in a path; this only keeps logs and tables readable.
     """
-    text = "".join(c for c in raw if unicodedata.category(c) not in ("Cc", "Cf", "Cs"))
+    text = "".join(c for c in raw if unicodedata.category(c) not in _DROPPED_CATEGORIES)
     return text.strip()[:MAX_NAME_CHARS] or "upload"
 
 
