@@ -200,7 +200,7 @@ def upload_load(
 def summarize_runs(summaries: list[dict]) -> dict:
     """Medians of the rates and latencies; errors summed over the runs."""
     out = {
-        key: median([s[key] for s in summaries])
+        key: median([s.get(key) for s in summaries])
         for key in (
             "requests_per_s",
             "mb_per_s",
