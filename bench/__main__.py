@@ -208,6 +208,7 @@ def summarize_runs(summaries: list[dict]) -> dict:
             "p99_ms",
             "client_cpu_share",
             "server_cpu_ms",
+            "server_cores",
         )
     }
     for key in ("ok", "bad_status", "dropped"):
@@ -471,13 +472,21 @@ class Bench:
         stacks = {n: self.up(f"scale{n}", n) for n in (1, 2)}
         for running in stacks.values():
             upload_load(stack.port_of(running), fixture, 8, duration_s=0.3)
+        trees = {n: stack.process_tree(running.proc.pid) for n, running in stacks.items()}
         raw: dict[int, list[dict]] = {1: [], 2: []}
         for _ in range(self.runs):
             for n, running in stacks.items():
+                cpu0 = stack.tree_cpu_seconds(trees[n])
                 result = upload_load(
                     stack.port_of(running), fixture, 8, duration_s=self.plan.upload_s
                 )
-                raw[n].append(result.summary())
+                summary = result.summary()
+                # cores the whole stack kept busy: with one worker already near 2, a second
+                # worker has nothing left to scale into
+                cpu = stack.tree_cpu_seconds(trees[n]) - cpu0
+                summary["server_cores"] = round(cpu / result.seconds, 2)
+                summary["server_cpu_ms"] = cpu * 1000 / result.ok if result.ok else None
+                raw[n].append(summary)
                 stack.clear_stored(running.images_dir)
         one, two = summarize_runs(raw[1]), summarize_runs(raw[2])
         for running in stacks.values():
@@ -751,8 +760,11 @@ def table(report: dict) -> str:
         s = r["scaling"]
         lines += [
             f"6. Scaling ({s['image']}, 8 clients): 1 worker "
-            f"{s['workers_1']['requests_per_s']:.0f} req/s, 2 workers "
-            f"{s['workers_2']['requests_per_s']:.0f} req/s, ratio {_fmt(s['ratio'], '.2f')}",
+            f"{s['workers_1']['requests_per_s']:.0f} req/s using "
+            f"{_fmt(s['workers_1'].get('server_cores'), '.2f')} cores, 2 workers "
+            f"{s['workers_2']['requests_per_s']:.0f} req/s using "
+            f"{_fmt(s['workers_2'].get('server_cores'), '.2f')} cores (nginx + workers); "
+            f"ratio {_fmt(s['ratio'], '.2f')}",
             "",
         ]
     if "pipeline" in r:
