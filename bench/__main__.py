@@ -249,6 +249,14 @@ def machine() -> dict:
         text=True,
         timeout=10,
     ).stdout.strip()
+    # Others may be editing the checkout: what was measured is the working tree, so say how
+    # it differs from the commit.
+    changed = subprocess.run(
+        ["git", "-C", str(stack.ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.split("\n")
     return {
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
@@ -260,6 +268,7 @@ def machine() -> dict:
         "wrk": wrk_version,
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
         "git_commit": commit,
+        "uncommitted_in_src": [line[3:] for line in changed if line.strip()],
     }
 
 
@@ -695,7 +704,12 @@ def table(report: dict) -> str:
         f"imagehost benchmark, {report['date']}: {report['command']} "
         f"(runs={report['runs']}, {report['seconds']:.0f} s)",
         f"machine: {m['nproc']} x {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, "
-        f"Pillow {m['pillow']}, nginx {m['nginx']}, commit {m['git_commit']}",
+        f"Pillow {m['pillow']}, nginx {m['nginx']}, commit {m['git_commit']}"
+        + (
+            f" + uncommitted {', '.join(m['uncommitted_in_src'])}"
+            if m["uncommitted_in_src"]
+            else ""
+        ),
         f"load average: {report['load_before']:.2f} before, {report['load_after']:.2f} after",
         "",
     ]
