@@ -435,12 +435,19 @@ def test_request_id_is_taken_from_header_and_logged(server):
 
 
 def test_json_logs(serve_factory):
+    import time
+
     running = serve_factory(LOG_FORMAT="json")
     upload(running.url, PNG)
-    lines = (running.log_dir / "app.log").read_text().splitlines()
-    entries = [json.loads(line) for line in lines]
+    deadline = time.monotonic() + 5  # the request line is written just after the answer
+    while True:
+        lines = (running.log_dir / "app.log").read_text().splitlines()
+        entries = [json.loads(line) for line in lines]
+        if any(e.get("status") == 201 and e.get("rid") for e in entries):
+            break
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.05)
     assert any(e["message"].startswith("uploaded ") for e in entries)
-    assert any(e.get("status") == 201 and e.get("rid") for e in entries)
 
 
 def test_bad_setting_stops_startup_with_one_line(tmp_path):
