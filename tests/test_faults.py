@@ -184,15 +184,21 @@ def _free(path) -> int:
 
 
 @pytest.mark.parametrize(
-    "stage, free_factor",
-    [("while-receiving", 0.5), ("while-writing-the-stored-copy", 1.5)],
+    "stage, side, free_factor",
+    [
+        # ~1.1 MB: past uploads.SPOOL_MEMORY_BYTES, so the body itself is spooled to disk
+        ("while-receiving", 600, 0.5),
+        # ~270 KB: received in memory; the disk fills while the stored copy is written
+        ("while-writing-the-stored-copy", 300, 0.5),
+    ],
 )
-def test_disk_full_refuses_cleanly_and_recovers(tmp_path, stage, free_factor):
+def test_disk_full_refuses_cleanly_and_recovers(tmp_path, stage, side, free_factor):
     """ENOSPC at any stage: 507 storage_full, no file and no row; with space back, it works."""
-    with small_tmpfs(tmp_path / "images") as images_dir:
+    with small_tmpfs(tmp_path / "images", size="4m") as images_dir:
         running = start_stack("serve", tmp_path / "srv", IMAGES_DIR=str(images_dir))
         try:
-            data = noise_png((300, 300))  # ~270 KB that no compression shrinks
+            data = noise_png((side, side))  # 3 bytes a pixel: no compression shrinks it
+            assert (len(data) > uploads.SPOOL_MEMORY_BYTES) == (stage == "while-receiving")
             _fill(images_dir, int(len(data) * free_factor))
             resp = requests.post(
                 f"{running.url}/api/upload/",

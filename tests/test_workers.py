@@ -80,13 +80,17 @@ def test_parallel_uploads_across_workers(pool):
 def test_worker_killed_mid_upload_leaves_nothing_and_comes_back(pool):
     port = pool.ports[1]
     victim = worker_pid(pool.proc.pid, port)
-    body = image_bytes("PNG", size=(600, 600))
+    # Random pixels do not compress: ~1 MB, past the in-memory spool, so it reaches the disk.
+    noise = Image.frombytes("RGB", (600, 600), os.urandom(600 * 600 * 3))
+    out = io.BytesIO()
+    noise.save(out, "PNG", compress_level=0)
+    body = out.getvalue()
     head = (
         f"POST /api/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(head + body[: len(body) // 2])
+        conn.sendall(head + body[: len(body) * 3 // 4])
         temp = pool.images_dir / ".tmp"
         deadline = time.monotonic() + 10
         while not list(temp.glob(f"{victim}-*")) and time.monotonic() < deadline:

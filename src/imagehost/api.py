@@ -25,7 +25,7 @@ log = logging.getLogger("imagehost.api")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
-PIPELINE_SLOTS = 2  # decodes at once per process: bounds memory; the GIL bounds CPU anyway
+PIPELINE_SLOTS = 1  # TEMP
 
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -171,7 +171,7 @@ def upload(app: App, request: Request) -> Response:
             )
             with app.pipeline_slots:
                 info = images.process(
-                    received,
+                    upload.read(),
                     stored,
                     thumbnail,
                     allowed_formats=s.allowed_formats,

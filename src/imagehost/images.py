@@ -205,8 +205,13 @@ def _too_many_frames(max_frames: int) -> errors.ImageRejected:
     )
 
 
+def _bytes(source: Path | bytes) -> bytes:
+    """The image's bytes: uploads arrive in memory; stored files are read (at most the limit)."""
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
+
 def detect(
-    source: Path, *, allowed_formats: Collection[str], max_pixels: int, max_frames: int
+    source: Path | bytes, *, allowed_formats: Collection[str], max_pixels: int, max_frames: int
 ) -> Probe:
     """Identify `source` from its bytes and apply the header limits; no pixel is decoded.
 
@@ -217,8 +222,8 @@ def detect(
     when there are more than `max_frames` frames (GIFs are counted by walking their blocks and
     stop at max_frames + 1), corrupt_image when the headers are unreadable.
     """
-    with open(source, "rb") as fh:
-        head = fh.read(512)
+    data = _bytes(source)
+    head = data[:512]
     fmt = _sniff(head)
     if fmt is None:
         raise errors.UnsupportedImage()
@@ -227,13 +232,13 @@ def detect(
     with _translated():
         if fmt == "webp" and (canvas := _webp_canvas(head)):
             _check_pixels(*canvas, max_pixels)
-        with Image.open(source, formats=[_PIL_NAME[fmt]]) as im:
+        with Image.open(io.BytesIO(data), formats=[_PIL_NAME[fmt]]) as im:
             width, height = im.size
             _check_pixels(width, height, max_pixels)
             if fmt == "jpeg":
                 frames = 1  # an MPO's extra pictures are not shown by browsers and not kept
             elif fmt == "gif":
-                frames = _gif_frames(source.read_bytes(), max_pixels, max_frames)
+                frames = _gif_frames(data, max_pixels, max_frames)
             else:
                 frames = getattr(im, "n_frames", 1)  # from acTL / the WebP demuxer / libavif
     if frames > max_frames:
@@ -245,7 +250,7 @@ def detect(
 # verify
 
 
-def verify(source: Path, probe: Probe) -> Decoded:
+def verify(source: Path | bytes, probe: Probe) -> Decoded:
     """Decode the first frame of `source` (as identified by `detect`) and check the container.
 
     JPEGs are decoded in draft mode at 1/2..1/8 scale (every byte of the scan is still entropy
@@ -254,16 +259,19 @@ def verify(source: Path, probe: Probe) -> Decoded:
     WebP RIFF sizes are checked for the whole file (every frame), GIF blocks were walked by
     `detect`. Raises errors.ImageRejected code corrupt_image when anything does not decode.
     """
+    data = _bytes(source)
     with _translated():
         if probe.format == "png":
-            for _ in _png_chunks(source.read_bytes()):
+            for _ in _png_chunks(data):
                 pass
         elif probe.format == "webp":
-            for _ in _riff_chunks(source.read_bytes()):
+            for _ in _riff_chunks(data):
                 pass
-        with Image.open(source, formats=[_PIL_NAME[probe.format]]) as im:
+        with Image.open(io.BytesIO(data), formats=[_PIL_NAME[probe.format]]) as im:
             if probe.format == "jpeg":
-                im.draft(None, (THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE))
+                # Ask for the thumbnail's own size (aspect kept): a square box would stop the
+                # DCT scaling at the short side, e.g. 640x480 decoded whole instead of 320x240.
+                im.draft(None, _fit(im.size, THUMBNAIL_MAX_SIDE))
             im.load()
             orientation = _orientation(im)
             icc_profile = im.info.get("icc_profile") or None
@@ -315,6 +323,13 @@ def _exif_orientation(exif: bytes) -> int | None:
     return None
 
 
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """`size` scaled down (never up) so its longest side is at most `side` pixels."""
+    width, height = size
+    scale = min(1.0, side / max(width, height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
 def _shrink(im: Image.Image) -> Image.Image:
     """A new image at most ~4x the thumbnail size, so the full-size frame can be let go.
 
@@ -324,7 +339,7 @@ def _shrink(im: Image.Image) -> Image.Image:
     """
     factor = max(im.size) // (2 * THUMBNAIL_MAX_SIDE)
     if factor < 2:
-        return im.copy()
+        return im  # already small; the decoded data outlives the closed file
     width, height = im.size
     if im.mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
         # Palette / bilevel / 16-bit frames: averaging palette indices would be noise.
@@ -386,17 +401,18 @@ def make_thumbnail(source: Path, thumbnail: Path) -> None:
     For a stored file (`imagehost check`); any of the five formats. Raises like `process`
     (415 / 422) when `source` is not a readable image, errors.StorageFull on a full disk.
     """
+    data = _bytes(source)
     probe = detect(
-        source, allowed_formats=FORMATS, max_pixels=_CEILING_PIXELS, max_frames=_CEILING_FRAMES
+        data, allowed_formats=FORMATS, max_pixels=_CEILING_PIXELS, max_frames=_CEILING_FRAMES
     )
-    write_thumbnail(verify(source, probe), thumbnail)
+    write_thumbnail(verify(data, probe), thumbnail)
 
 
 # --------------------------------------------------------------------------------------------
 # scrub
 
 
-def scrub(source: Path, stored: Path, fmt: str, orientation: int, *, strip: bool) -> None:
+def scrub(source: Path | bytes, stored: Path, fmt: str, orientation: int, *, strip: bool) -> None:
     """Write the image in `source` (format `fmt`, as detected) to `stored`, without re-encoding.
 
     Always: only the image's own bytes are written; anything after its end (after JPEG EOI, PNG
@@ -407,7 +423,7 @@ def scrub(source: Path, stored: Path, fmt: str, orientation: int, *, strip: bool
     EXIF block holding only that tag. Raises errors.ImageRejected corrupt_image when the
     container is broken, errors.StorageFull on a full disk.
     """
-    data = source.read_bytes()
+    data = _bytes(source)
     with _translated():
         keep = orientation if strip else None
         pieces = list(_REWRITERS[fmt](data, strip, keep))
@@ -964,7 +980,7 @@ def _info(probe: Probe, orientation: int) -> ImageInfo:
 
 
 def process(
-    source: Path,
+    source: Path | bytes,
     stored: Path,
     thumbnail: Path,
     *,
@@ -973,7 +989,7 @@ def process(
     max_frames: int,
     strip_metadata: bool,
 ) -> ImageInfo:
-    """Run the whole pipeline on the uploaded bytes in `source`.
+    """Run the whole pipeline on the uploaded bytes in `source` (bytes, or a file's path).
 
     Writes the file to store at `stored` (scrubbed of metadata when `strip_metadata`, else a
     copy) and a WebP thumbnail at `thumbnail`; neither is fsynced (the store does that).
@@ -984,14 +1000,15 @@ def process(
     Steps: detect (headers, limits) -> verify (decode the first frame, reduced) -> thumbnail
     (from that frame, so it is decoded once) -> scrub (byte-level, no re-encoding).
     """
+    data = _bytes(source)  # read once; every step works on these bytes
     probe = detect(
-        source, allowed_formats=allowed_formats, max_pixels=max_pixels, max_frames=max_frames
+        data, allowed_formats=allowed_formats, max_pixels=max_pixels, max_frames=max_frames
     )
-    decoded = verify(source, probe)
+    decoded = verify(data, probe)
     orientation = decoded.orientation
     write_thumbnail(decoded, thumbnail)
     del decoded  # the frame is no longer needed while the original is rewritten
-    scrub(source, stored, probe.format, orientation, strip=strip_metadata)
+    scrub(data, stored, probe.format, orientation, strip=strip_metadata)
     return _info(probe, orientation)
 
 
@@ -1000,7 +1017,6 @@ def inspect(source: Path, *, max_pixels: int) -> ImageInfo:
 
     Any of the five formats; width/height after orientation, in pixels.
     """
-    probe = detect(
-        source, allowed_formats=FORMATS, max_pixels=max_pixels, max_frames=_CEILING_FRAMES
-    )
-    return _info(probe, verify(source, probe).orientation)
+    data = _bytes(source)
+    probe = detect(data, allowed_formats=FORMATS, max_pixels=max_pixels, max_frames=_CEILING_FRAMES)
+    return _info(probe, verify(data, probe).orientation)

@@ -9,8 +9,8 @@ closed by the socket timeout. Every error becomes the JSON shape of errors.error
 import contextlib
 import json
 import logging
+import random
 import re
-import secrets
 import socket
 import threading
 import time
@@ -252,7 +252,7 @@ class Handler(BaseHTTPRequestHandler):
             headers=headers,
             body=body,
             base_url=self._base_url(headers, behind),
-            request_id=rid if _REQUEST_ID.match(rid) else secrets.token_hex(8),
+            request_id=rid if _REQUEST_ID.match(rid) else f"{random.getrandbits(64):016x}",
             client=(headers.get("X-Real-IP") if behind else None) or self.client_address[0],
         )
 

@@ -10,6 +10,7 @@ leaves either nothing visible or a complete file.
 
 import contextlib
 import errno
+import itertools
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from .errors import StorageFull
 
+_temp_counter = itertools.count()  # next() on it is atomic under the GIL
 ID_BYTES = 12  # 16 URL-safe characters, 96 random bits
 EXTENSIONS = ("jpg", "png", "gif", "webp", "avif")
 # \Z, not $: `$` also matches before a trailing newline.
@@ -87,21 +89,22 @@ class Store:
 
     def temp_path(self, suffix: str) -> Path:
         """A new temporary file name; the pid in it lets the supervisor clean after a crash."""
-        return self.temp / f"{os.getpid()}-{secrets.token_hex(8)}.{suffix}"
+        # Unique, not secret (the folder is never served): a counter is cheaper than urandom.
+        return self.temp / f"{os.getpid()}-{next(_temp_counter)}.{suffix}"
 
     def commit(self, stored_temp: Path, thumb_temp: Path, filename: str, image_id: str) -> None:
-        """Make the image and its thumbnail visible: fsync both, rename into place, fsync dirs.
+        """Make the image and its thumbnail visible: fsync the image, rename both into place,
+        fsync the image folder. The thumbnail is not fsynced: after a power loss
+        `imagehost check` remakes it from the image, so it costs no durability.
 
         Raises StorageFull when the disk is full; on any error nothing is left visible.
         """
         image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
         with disk_errors():
             _fsync_file(stored_temp)
-            _fsync_file(thumb_temp)
             os.rename(thumb_temp, thumb)
             try:
                 os.rename(stored_temp, image)
-                _fsync_dir(self.thumbs)
                 _fsync_dir(self.root)
             except BaseException:
                 self.delete(filename)

@@ -20,6 +20,7 @@ from .errors import BadRequest, PayloadTooLarge, UnsupportedImage
 CHUNK_BYTES = 64 * 1024
 MULTIPART_SLACK_BYTES = 64 * 1024  # room for boundaries and part headers around the file
 MAX_PARTS = 16  # a form with more parts than this is not our upload form
+SPOOL_MEMORY_BYTES = 512 * 1024
 MAX_FIELD_BYTES = 4096  # non-file fields are read and ignored, but not without bound
 MAX_NAME_CHARS = 255
 # control, format (bidi overrides), surrogates, line and paragraph separators (U+2028/9)
@@ -27,13 +28,48 @@ _DROPPED_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 _BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,./:=?-]{1,70}$")  # RFC 2046 §5.1.1 bcharsnospace
 
 
+class Spool:
+    """The file's bytes: in memory up to SPOOL_MEMORY_BYTES, past that in a file at `path`.
+
+    Most uploads are small; keeping them in memory spares creating and deleting a temporary
+    file per upload (measured: file churn in one folder was half of a worker's system time),
+    while a burst of large uploads still costs disk, not memory.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.buffer = bytearray()
+        self.file: BinaryIO | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.file is None and len(self.buffer) + len(data) <= SPOOL_MEMORY_BYTES:
+            self.buffer += data
+            return
+        if self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+            self.file.write(self.buffer)
+            self.buffer = bytearray()
+        self.file.write(data)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def read(self) -> bytes:
+        """All the bytes, after close()."""
+        return bytes(self.buffer) if self.file is None else self.path.read_bytes()
+
+
 @dataclass
 class Upload:
-    """A received file: where its bytes are, what the client called it, how many bytes."""
+    """A received file: its bytes (spooled), what the client called it, how many bytes."""
 
-    path: Path
+    spool: Spool
     original_name: str
     size: int
+
+    def read(self) -> bytes:
+        return self.spool.read()
 
 
 class Body:
@@ -107,13 +143,16 @@ def clean_name(raw: str) -> str:
 def receive_raw(body: Body, target: Path, name_header: str | None) -> Upload:
     """A body that is the image itself (`Content-Type: image/*`), name from `X-Filename`."""
     size = 0
-    with open(target, "wb") as out:
+    spool = Spool(target)
+    try:
         while data := body.read():
-            out.write(data)
+            spool.write(data)
             size += len(data)
+    finally:
+        spool.close()
     if size == 0:
         raise BadRequest("The uploaded file is empty.", code="empty_file")
-    return Upload(target, clean_name(unquote(name_header or "")), size)
+    return Upload(spool, clean_name(unquote(name_header or "")), size)
 
 
 def receive_multipart(body: Body, content_type: str, target: Path, max_file_bytes: int) -> Upload:
@@ -144,7 +183,7 @@ class _Form:
     def __init__(self, target: Path, max_file_bytes: int):
         self.target = target
         self.max_file_bytes = max_file_bytes
-        self.out: BinaryIO | None = None
+        self.out: Spool | None = None
         self.parts = 0
         self.files = 0
         self.ended = False
@@ -203,7 +242,7 @@ class _Form:
             raise BadRequest("Send exactly one file per upload.", code="too_many_files")
         self.current = "file"
         self.file_name = clean_name(options[b"filename"].decode("utf-8", "replace"))
-        self.out = open(self.target, "wb")  # noqa: SIM115 (closed by __exit__)
+        self.out = Spool(self.target)
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if self.current == "file":
@@ -228,7 +267,7 @@ class _Form:
             )
         if self.file_bytes == 0:
             raise BadRequest("The uploaded file is empty.", code="empty_file")
-        return Upload(self.target, self.file_name, self.file_bytes)
+        return Upload(self.out, self.file_name, self.file_bytes)
 
 
 def receive(
