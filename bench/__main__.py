@@ -857,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     if load_before > 1:
         print(f"bench: load average is {load_before:.2f}; numbers will be noisy", file=sys.stderr)
+    host = machine()  # before the stages: the checkout may change while they run
     work = Path(tempfile.mkdtemp(prefix="imagehost-bench-"))
     if args.profile:
         try:
@@ -899,7 +900,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "plan": asdict(plan),
         "seconds": round(seconds, 1),
-        "machine": machine(),
+        "machine": host,
         "load_before": load_before,
         "load_after": load_average(),
         "fixtures": [
