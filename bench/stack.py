@@ -10,9 +10,10 @@ The bare nginx has two locations, the ceilings the stack is compared with:
   it, so the client would get its answer before its upload had been taken. Instead `/discard`
   proxies to a second server in the same nginx that answers 204, with
   `proxy_pass_request_body off`: the proxy module reads the *whole* body first
-  (`ngx_http_read_client_request_body`, with the same client_body_buffer_size default as
-  `/api/`, so large bodies go to a temp file just as uploads do), then passes a bodiless request
-  on. What remains is transport plus nginx's own buffering — what no worker can beat.
+  (`ngx_http_read_client_request_body`, with the client_body_buffer_size of `/api/` taken
+  from the product's template, so a body goes to memory or a temp file just as an upload does),
+  then passes a bodiless request on. What remains is transport plus nginx's own buffering —
+  what no worker can beat.
 """
 
 import contextlib
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import Running, free_port_range, start  # noqa: E402
 
-from imagehost.front import find_nginx, nginx_argv  # noqa: E402
+from imagehost.front import TEMPLATE, find_nginx, nginx_argv  # noqa: E402
 
 HEALTH = "/api/health"
 STORED_NAME = re.compile(r"^[A-Za-z0-9_-]{10,64}\.(?:jpg|png|gif|webp|avif)$")
@@ -198,6 +199,7 @@ http {{
         # (b) the ceiling for uploads: the whole body is read (see bench/stack.py), then dropped.
         location = /discard {{
             client_max_body_size {max_body};
+            client_body_buffer_size {body_buffer};
             proxy_pass http://sink/204;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
@@ -214,6 +216,12 @@ http {{
     }}
 }}
 """
+
+
+def api_body_buffer() -> str:
+    """client_body_buffer_size as the product's nginx template sets it (nginx's default: 16k)."""
+    found = re.search(r"^\s*client_body_buffer_size\s+(\S+);", TEMPLATE.read_text(), re.M)
+    return found.group(1) if found else "16k"
 
 
 def _user_line() -> str:
@@ -260,6 +268,7 @@ def start_bare_nginx(root: Path, images_dir: Path, max_body: str = "10m") -> Bar
             sink_port=first + 1,
             images_dir=images_dir.resolve(),
             max_body=max_body,
+            body_buffer=api_body_buffer(),
         )
     )
     log = open(root / "nginx.console", "ab")  # noqa: SIM115 (the child holds it)
