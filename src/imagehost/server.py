@@ -7,6 +7,7 @@ closed by the socket timeout. Every error becomes the JSON shape of errors.error
 """
 
 import contextlib
+import ctypes
 import json
 import logging
 import random
@@ -27,6 +28,7 @@ from .uploads import Body
 
 log = logging.getLogger("imagehost.request")
 
+M_ARENA_MAX = -8  # from <malloc.h>
 MAX_CONNECTIONS = 512  # per process; each is a thread, so this bounds memory under a flood
 LINGER_S = 2.0  # after refusing a body, read and discard what is in flight for this long
 _BUSY = error_body(503, "unavailable", "The server is busy; try again shortly.")
@@ -347,6 +349,14 @@ class Handler(BaseHTTPRequestHandler):
         pass  # dispatch() logs every request once, with our fields
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas (M_ARENA_MAX): with one thread per connection,
+    each thread's arena kept its own freed decode buffers and a worker's peak RSS during a
+    burst of 4 MB uploads went from ~50 MB to ~115 MB (bench, memory stage)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -358,6 +368,7 @@ def run(app, host: str, port: int, behind_proxy: bool, ready=None) -> int:
     """Serve `app` on host:port until SIGTERM/SIGINT; in-flight requests are finished."""
     import signal
 
+    _limit_malloc_arenas()
     httpd = Server((host, port), app, behind_proxy)
     stop = threading.Event()
 
