@@ -71,21 +71,17 @@ def check(settings: Settings, dry_run: bool = False, adopt_foreign: bool = False
                 report.renamed_files.append(path.name)
                 if not dry_run:
                     _adopt(store, catalog, path, settings, report)
-        live_ids = (
-            {image_id_of(f) for f in catalog.filenames()}
-            if not dry_run
-            else {image_id_of(f) for f in rows & files}
-        )
-        for filename in sorted(store.image_files()):
-            image_id = image_id_of(filename)
-            if image_id in live_ids and not store.thumbnail_path(image_id).exists():
+        # Every image file left is indexed now (or would be, in a dry run): its thumbnail
+        # should exist, and a thumbnail without an image file is an orphan.
+        images = store.image_files()
+        live_ids = {image_id_of(f) for f in images}
+        for filename in images:
+            if not store.thumbnail_path(image_id_of(filename)).exists():
                 report.missing_thumbnails.append(filename)
                 if not dry_run:
                     _thumbnail(store, filename)
         for image_id in store.thumbnail_ids():
-            if image_id not in live_ids and not (
-                dry_run and any(image_id_of(f) == image_id for f in files)
-            ):
+            if image_id not in live_ids:
                 report.orphan_thumbnails.append(f"thumbs/{image_id}.webp")
                 if not dry_run:
                     with contextlib.suppress(FileNotFoundError):
