@@ -50,11 +50,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return worker(settings, args.port)
     if args.command == "workers":
-        from . import logs
+        from . import front, logs, rights
         from .workers import Supervisor, worker_children
 
         logs.setup(settings, role="supervisor")
-        return Supervisor(worker_children(settings)).run()
+        admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
+        # nginx runs elsewhere (Compose): HOST:PORT / PUBLIC_URL are where users reach it.
+        return Supervisor(worker_children(settings)).run(
+            ready=lambda: front.log_management_link(settings, admin_key)
+        )
     if args.command == "up":
         from . import front
 

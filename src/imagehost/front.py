@@ -323,6 +323,12 @@ def _announce(settings: Settings, admin_key: str) -> None:
         last,
         settings.log_dir / "nginx",
     )
+    log_management_link(settings, admin_key)
+
+
+def log_management_link(settings: Settings, admin_key: str) -> None:
+    """Log, once per start, the link that stores the admin key in a browser (DESIGN §7)."""
+    base = settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
     log.info("management link (keep it private): %s/upload.html#key=%s", base, admin_key)
 
 
