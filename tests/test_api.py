@@ -477,3 +477,25 @@ def test_slow_client_is_cut_off(serve_factory):
     assert b" 201 " not in answer
     assert requests.get(f"{running.url}/api/health", timeout=5).status_code == 200
     check_clean(running)
+
+
+def test_unexpected_error_is_a_generic_500_logged_with_its_traceback(server):
+    import time
+
+    thumbs = server.images_dir / "thumbs"
+    thumbs.rmdir()
+    thumbs.write_text("not a folder")  # the commit's rename into thumbs/ now fails unexpectedly
+    body = assert_error(upload(server.url, PNG), 500, "internal_error")
+    assert body["detail"] == "Something went wrong on our side."
+    deadline = time.monotonic() + 5
+    while "Traceback" not in (log := (server.log_dir / "app.log").read_text()):
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
+    assert "NotADirectoryError" in log
+    assert sorted(p.name for p in server.images_dir.iterdir()) == [".tmp", "thumbs"]
+    assert list((server.images_dir / ".tmp").iterdir()) == []
+    assert requests.get(f"{server.url}/api/upload/", timeout=5).json() == []
+
+    thumbs.unlink()
+    thumbs.mkdir()
+    assert upload(server.url, PNG).status_code == 201  # the worker lives on
