@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import Running, free_port_range, start  # noqa: E402
 
 from imagehost.front import TEMPLATE, find_nginx, nginx_argv  # noqa: E402
+from imagehost.workers import descendants  # noqa: E402
 
 HEALTH = "/api/health"
 STORED_NAME = re.compile(r"^[A-Za-z0-9_-]{10,64}\.(?:jpg|png|gif|webp|avif)$")
@@ -81,19 +82,10 @@ def port_of(running: Running) -> int:
 
 def worker_pids(running: Running) -> list[int]:
     """Pids of the `imagehost worker --port P` children of a running `up`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == running.proc.pid and b"worker --port" in cmdline:
-            found.append(int(entry.name))
-    return sorted(found)
+    up = running.proc.pid
+    return sorted(
+        pid for pid, (ppid, cmd) in descendants(up).items() if ppid == up and "worker --port" in cmd
+    )
 
 
 def memory_bytes(pid: int) -> dict[str, int]:
@@ -108,18 +100,7 @@ def memory_bytes(pid: int) -> dict[str, int]:
 
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants (for `up`: the supervisor, workers, nginx and its workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
+    return [pid, *descendants(pid)]
 
 
 def tree_cpu_seconds(pids: list[int]) -> float:

@@ -18,7 +18,7 @@ import requests
 from conftest import Running, have, need, start
 from PIL import Image
 
-from imagehost import config, maintenance
+from imagehost import config, maintenance, workers
 
 NGINX_MISSING = "nginx is not installed (apt-get install nginx)"
 # nginx's own error pages (for requests it refuses before any location applies) are HTML.
@@ -33,27 +33,8 @@ def nginx_present() -> bool:
     return have("nginx") or Path("/usr/sbin/nginx").exists()
 
 
-def _children(pid: int) -> dict[int, int]:
-    """pid → parent pid, for every process on the machine."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
-
-
 def descendants(pid: int) -> set[int]:
-    parents = _children(pid)
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, ppid in parents.items() if ppid in frontier}
-        found |= frontier
-    return found
+    return set(workers.descendants(pid))
 
 
 def worker_ports(running: Running) -> list[int]:

@@ -19,7 +19,7 @@ import requests
 from conftest import base_env, free_port_range, have, need, start
 from helpers import assert_error, image_bytes, upload
 
-from imagehost import config, front
+from imagehost import config, front, workers
 
 NGINX_MISSING = "nginx is not installed (apt-get install nginx)"
 
@@ -64,22 +64,7 @@ def alive(pid: int) -> bool:
 
 def descendants(pid: int) -> dict[int, str]:
     """Every process below `pid`, with its command line."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            ppid = parent_of(int(entry.name))
-            if ppid is not None:
-                parents[int(entry.name)] = ppid
-    found, frontier = {}, {pid}
-    while frontier:
-        frontier = {child for child, ppid in parents.items() if ppid in frontier}
-        for child in frontier:
-            try:
-                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            found[child] = cmd.decode(errors="replace").strip()
-    return found
+    return {child: cmd for child, (_, cmd) in workers.descendants(pid).items()}
 
 
 def worker_pid(running, port: int) -> int | None:

@@ -14,24 +14,12 @@ from conftest import start
 from helpers import check_clean, image_bytes
 from PIL import Image
 
+from imagehost.workers import descendants
+
 
 def children(pid: int) -> dict[int, str]:
     """pid → command line of the direct children of `pid`."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        ppid = int(
-            next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1]
-        )
-        if ppid == pid:
-            found[int(entry.name)] = cmdline
-    return found
+    return {child: cmd for child, (ppid, cmd) in descendants(pid).items() if ppid == pid}
 
 
 def worker_pid(supervisor_pid: int, port: int) -> int:

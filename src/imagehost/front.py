@@ -40,7 +40,7 @@ from pathlib import Path
 from . import logs, rights
 from .config import Settings
 from .errors import ConfigError
-from .workers import Child, Supervisor, worker_children
+from .workers import Child, Supervisor, descendants, worker_children
 
 log = logging.getLogger("imagehost.front")
 
@@ -373,19 +373,11 @@ def _become_subreaper() -> None:
 def _orphaned_nginx_pids() -> list[int]:
     """Our own children that are nginx processes whose master has died (re-parented to us)."""
     me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and cmdline.startswith(b"nginx: "):
-            found.append(int(entry.name))
-    return found
+    return [
+        pid
+        for pid, (ppid, cmdline) in descendants(me).items()
+        if ppid == me and cmdline.startswith("nginx: ")
+    ]
 
 
 def _reap_orphans() -> None:

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .config import Settings
 
@@ -50,6 +51,29 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def descendants(pid: int) -> dict[int, tuple[int, str]]:
+    """Every live process below `pid`: pid → (parent pid, command line), from Linux's /proc.
+
+    Used to find nginx processes orphaned by a dead master; tests and the benchmark use it to
+    find workers by port.
+    """
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: dict[int, tuple[int, str]] = {}
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, ppid in parents.items() if ppid in frontier}
+        for child in frontier:
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+                found[child] = (parents[child], cmdline.decode(errors="replace").strip())
+    return found
 
 
 def worker_children(settings: Settings) -> list[Child]:
