@@ -99,41 +99,36 @@ export class Gallery {
 
   async reload() {
     if (this.busy) return;
-    this.busy = true;
-    this.loading.hidden = false;
-    try {
-      const page = await fetchImages(FIRST_PAGE);
-      this.clearMessage();
+    await this.fetchPage(FIRST_PAGE, (page) => {
       this.body.replaceChildren();
       this.rows.clear();
       for (const image of page.items) this.appendRow(image);
       this.etag = page.etag;
-      this.next = page.next;
       this.total = page.total;
       this.loaded = true;
-    } catch (error) {
-      this.showListingError(error);
-    } finally {
-      this.busy = false;
-      this.loading.hidden = true;
-      this.refresh();
-    }
-    this.fillViewport();
+    });
   }
 
   /** The next page, from the Link header of the last one. */
   async loadMore() {
     if (!this.active || !this.loaded || !this.next || this.busy) return;
-    this.busy = true;
-    this.loading.hidden = false;
-    try {
-      const page = await fetchImages(sameOriginPath(this.next));
+    await this.fetchPage(sameOriginPath(this.next), (page) => {
       for (const image of page.items) {
         if (!this.rows.has(image.filename)) this.appendRow(image);
       }
-      this.next = page.next;
       if (page.total !== null) this.total = page.total;
+    });
+  }
+
+  /** Fetch one page of the listing, apply it, and keep the busy/loading state and errors. */
+  async fetchPage(path, apply) {
+    this.busy = true;
+    this.loading.hidden = false;
+    try {
+      const page = await fetchImages(path);
       this.clearMessage();
+      apply(page);
+      this.next = page.next;
     } catch (error) {
       this.showListingError(error);
     } finally {
