@@ -201,6 +201,17 @@ def small_image(fmt: str, index: int, size=(24, 16)) -> bytes:
     return out.getvalue()
 
 
+def upload_small(url: str, name: str, index: int) -> dict:
+    """Upload small_image("PNG", index) as `name`; the 201 answer (asserted)."""
+    resp = requests.post(
+        f"{url}/api/upload/",
+        files={"file": (name, small_image("PNG", index), "image/png")},
+        timeout=30,
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 import schemathesis
 from helpers import assert_error
-from hostile_helpers import assert_store_clean, small_image, start_stack, stop_stack
+from hostile_helpers import assert_store_clean, start_stack, stop_stack, upload_small
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -45,13 +45,7 @@ def api_schema(fuzzed):
 
 @pytest.fixture(scope="module")
 def stored_image(fuzzed) -> dict:
-    resp = requests.post(
-        f"{fuzzed.url}/api/upload/",
-        files={"file": ("fuzz.png", small_image("PNG", 1), "image/png")},
-        timeout=10,
-    )
-    assert resp.status_code == 201, resp.text
-    return resp.json()
+    return upload_small(fuzzed.url, "fuzz.png", 1)
 
 
 def _operations() -> list:

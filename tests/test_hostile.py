@@ -40,6 +40,7 @@ from hostile_helpers import (
     start_stack,
     stop_stack,
     svg,
+    upload_small,
     webp_canvas,
 )
 from PIL import Image
@@ -73,13 +74,7 @@ def locked(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def stored(stack) -> dict:
     """One image uploaded to `stack`, for the tests that need something to aim at."""
-    resp = requests.post(
-        f"{stack.url}/api/upload/",
-        files={"file": ("target.png", small_image("PNG", 42), "image/png")},
-        timeout=30,
-    )
-    assert resp.status_code == 201, resp.text
-    return resp.json()
+    return upload_small(stack.url, "target.png", 42)
 
 
 def table(rows) -> list:

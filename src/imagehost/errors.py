@@ -44,14 +44,6 @@ class MethodNotAllowed(ApiError):
     status, code, detail = 405, "method_not_allowed", "This method is not allowed here."
 
 
-class RequestTimeout(ApiError):
-    status, code, detail = 408, "request_timeout", "The request took too long to arrive."
-
-
-class LengthRequired(ApiError):
-    status, code, detail = 411, "length_required", "The upload needs a body."
-
-
 class PayloadTooLarge(ApiError):
     status, code, detail = 413, "too_large", "The upload is larger than the size limit."
 
@@ -78,6 +70,6 @@ class ConfigError(Exception):
     """A bad setting: start-up stops with this one line."""
 
 
-def error_body(status: int, code: str, detail: str) -> bytes:
+def error_body(code: str, detail: str) -> bytes:
     """The JSON error shape every refusal uses: {"detail": ..., "code": ...}."""
     return json.dumps({"detail": detail, "code": code}).encode()

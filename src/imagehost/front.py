@@ -40,6 +40,7 @@ from pathlib import Path
 from . import logs, rights
 from .config import Settings
 from .errors import ConfigError
+from .uploads import MULTIPART_SLACK_BYTES
 from .workers import Child, Supervisor, descendants, worker_children
 
 log = logging.getLogger("imagehost.front")
@@ -48,9 +49,6 @@ TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 WEB_DIR = Path(__file__).with_name("web")
 NGINX_FALLBACK = Path("/usr/sbin/nginx")  # Debian's nginx, when /usr/sbin is not on PATH
 
-# Multipart framing (boundaries, part headers) on top of the file itself; the workers enforce
-# MAX_UPLOAD_MB exactly, nginx only refuses what is certainly too large.
-MULTIPART_SLACK_KB = 64
 UPSTREAM_NAME_IN_DOCKER = "backend"
 # Settings land in the config text: nothing that could end a directive or start a variable.
 _HOST = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")
@@ -162,7 +160,8 @@ def render(
         "IMAGES_DIR": paths.images_dir,
         "LISTEN": listen,
         "UPSTREAM_SERVERS": upstream,
-        "CLIENT_MAX_BODY": f"{settings.max_upload_mb * 1024 + MULTIPART_SLACK_KB}k",
+        # the workers' own body limit (file + multipart slack): nginx refuses only what they would
+        "CLIENT_MAX_BODY": f"{(settings.max_upload_bytes + MULTIPART_SLACK_BYTES) // 1024}k",
         "MAX_UPLOAD_MB": str(settings.max_upload_mb),
         "REQUEST_TIMEOUT": str(settings.request_timeout),
         "UPSTREAM_IDLE_TIMEOUT": str(max(1, settings.request_timeout // 2)),
@@ -312,11 +311,10 @@ def _wait_until_listening(settings: Settings, supervisor: Supervisor, nginx_chil
 
 def _announce(settings: Settings, admin_key: str) -> None:
     """Say where the front listens, and log the management link once (only `up` does)."""
-    base = settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
     first, last = settings.worker_ports[0], settings.worker_ports[-1]
     log.info(
         "nginx on %s, %d workers on %s:%d-%d, nginx logs in %s",
-        base,
+        _front_url(settings),
         len(settings.worker_ports),
         settings.worker_host,
         first,
@@ -326,10 +324,15 @@ def _announce(settings: Settings, admin_key: str) -> None:
     log_management_link(settings, admin_key)
 
 
+def _front_url(settings: Settings) -> str:
+    return settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
+
+
 def log_management_link(settings: Settings, admin_key: str) -> None:
     """Log, once per start, the link that stores the admin key in a browser (DESIGN §7)."""
-    base = settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
-    log.info("management link (keep it private): %s/upload.html#key=%s", base, admin_key)
+    log.info(
+        "management link (keep it private): %s/upload.html#key=%s", _front_url(settings), admin_key
+    )
 
 
 def _connect_host(host: str) -> str:

@@ -154,28 +154,16 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
     }
 
 
+def _object(properties: dict) -> dict:
+    """A JSON object whose every listed property is always present."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
 SCHEMAS = {
-    "Error": {
-        "type": "object",
-        "required": ["detail", "code"],
-        "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
-    },
-    "Image": {
-        "type": "object",
-        "required": [
-            "id",
-            "filename",
-            "url",
-            "thumbnail_url",
-            "delete_url",
-            "original_name",
-            "content_type",
-            "size",
-            "width",
-            "height",
-            "created_at",
-        ],
-        "properties": {
+    "Error": _object({"detail": {"type": "string"}, "code": {"type": "string"}}),
+    "Image": _object(
+        {
             "id": {"type": "string"},
             "filename": {"type": "string"},
             "url": {"type": "string", "format": "uri"},
@@ -190,30 +178,20 @@ SCHEMAS = {
             "width": {"type": "integer", "minimum": 1},
             "height": {"type": "integer", "minimum": 1},
             "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Config": {
-        "type": "object",
-        "required": [
-            "max_upload_bytes",
-            "max_upload_mb",
-            "allowed_formats",
-            "allowed_types",
-            "allowed_extensions",
-            "uploads",
-            "listing",
-        ],
-        "properties": {
+        }
+    ),
+    "Config": _object(
+        {
             "max_upload_bytes": {"type": "integer"},
             "max_upload_mb": {"type": "integer"},
             "max_image_pixels": {"type": "integer"},
-            "allowed_formats": {"type": "array", "items": {"type": "string"}},
-            "allowed_types": {"type": "array", "items": {"type": "string"}},
-            "allowed_extensions": {"type": "array", "items": {"type": "string"}},
+            "allowed_formats": _STRINGS,
+            "allowed_types": _STRINGS,
+            "allowed_extensions": _STRINGS,
             "uploads": {"enum": ["open", "key"]},
             "listing": {"enum": ["public", "key"]},
-        },
-    },
+        }
+    ),
 }
 
 

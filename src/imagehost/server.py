@@ -31,7 +31,7 @@ log = logging.getLogger("imagehost.request")
 M_ARENA_MAX = -8  # from <malloc.h>
 MAX_CONNECTIONS = 512  # per process; each is a thread, so this bounds memory under a flood
 LINGER_S = 2.0  # after refusing a body, read and discard what is in flight for this long
-_BUSY = error_body(503, "unavailable", "The server is busy; try again shortly.")
+_BUSY = error_body("unavailable", "The server is busy; try again shortly.")
 BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY)
@@ -77,7 +77,7 @@ class Response:
     @classmethod
     def error(cls, exc: ApiError) -> "Response":
         headers = {"Content-Type": "application/json", **exc.headers}
-        return cls(exc.status, error_body(exc.status, exc.code, exc.detail), headers)
+        return cls(exc.status, error_body(exc.code, exc.detail), headers)
 
 
 class Deadlines:
@@ -328,7 +328,7 @@ class Handler(BaseHTTPRequestHandler):
             431: "The request headers are too large.",
             414: "The request line is too long.",
         }.get(code, f"{status.phrase}.")
-        body = error_body(code, codes.get(code, "bad_request"), detail)
+        body = error_body(codes.get(code, "bad_request"), detail)
         self.close_connection = True
         try:
             self.send_response_only(code)

@@ -22,7 +22,6 @@ from .errors import StorageFull
 
 _temp_counter = itertools.count()  # next() on it is atomic under the GIL
 ID_BYTES = 12  # 16 URL-safe characters, 96 random bits
-EXTENSIONS = ("jpg", "png", "gif", "webp", "avif")
 # \Z, not $: `$` also matches before a trailing newline.
 IMAGE_NAME = re.compile(r"([A-Za-z0-9_-]{10,64})\.(jpg|png|gif|webp|avif)\Z")
 THUMB_NAME = re.compile(r"([A-Za-z0-9_-]{10,64})\.webp\Z")
