@@ -15,6 +15,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.support.http import multipart, parse_response
+
 HEAD_LIMIT_BYTES = 64 * 1024
 
 
@@ -39,10 +41,6 @@ class Result:
     def mb_per_s(self) -> float:
         """Image data accepted, in MB (10^6 bytes) per second."""
         return self.payload_bytes / 1e6 / self.seconds if self.seconds else 0.0
-
-    @property
-    def errors(self) -> int:
-        return self.bad_status + self.dropped
 
     def percentile_ms(self, p: float) -> float | None:
         return percentile(self.latencies_s, p) * 1000 if self.latencies_s else None
@@ -83,15 +81,7 @@ def multipart_upload(
 ) -> bytes:
     """A whole POST request carrying `data` as the form field `file`, as a browser sends it."""
     boundary = f"----bench{uuid.UUID(int=len(data)).hex}"
-    body = b"".join(
-        (
-            f"--{boundary}\r\n".encode(),
-            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode(),
-            f"Content-Type: {content_type}\r\n\r\n".encode(),
-            data,
-            f"\r\n--{boundary}--\r\n".encode(),
-        )
-    )
+    body = multipart([("file", filename, data)], boundary, part_type=content_type)
     head = (
         f"POST {path} HTTP/1.1\r\n"
         f"Host: {host}:{port}\r\n"
@@ -102,24 +92,13 @@ def multipart_upload(
     return head.encode() + body
 
 
-class _Dropped(Exception):
-    """The connection broke before a whole answer arrived."""
-
-
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> tuple[int, bool]:
     """Send one request and read its whole answer; returns (status, server wants close)."""
     writer.write(request)
     await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
+    status, headers, _ = parse_response(await reader.readuntil(b"\r\n\r\n"))
     close = headers.get("connection", "").lower() == "close"
     if "content-length" in headers:
         await reader.readexactly(int(headers["content-length"]))

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from PIL import ExifTags, Image
 
-from imagehost import images
+from imagehost import formats, images
 
 STEPS = ("detect", "verify", "scrub", "thumbnail")
-LIMITS = dict(allowed_formats=tuple(images.FORMATS), max_pixels=50_000_000, max_frames=1000)
+LIMITS = dict(allowed_formats=formats.NAMES, max_pixels=50_000_000, max_frames=1000)
 
 
 def _noise(rng: random.Random, mode: str, size: tuple[int, int]) -> Image.Image:
@@ -112,7 +112,7 @@ _RSS_CHILD = """
 import json, resource, sys
 from pathlib import Path
 from PIL import Image
-from imagehost import images
+from imagehost import formats, images
 
 def rss_kib(field):
     # /proc/self/status is per address space. ru_maxrss is not: exec keeps the parent's peak,
@@ -130,7 +130,7 @@ with Image.open(source) as im:  # load the plugins and codecs before the baselin
     pass
 before = rss_kib("VmRSS")
 images.process(source, scratch / "rss-stored", scratch / "rss-thumb.webp",
-               allowed_formats=tuple(images.FORMATS), max_pixels=50_000_000, max_frames=1000,
+               allowed_formats=formats.NAMES, max_pixels=50_000_000, max_frames=1000,
                strip_metadata=True)
 print(json.dumps({"baseline_kib": before, "peak_kib": rss_kib("VmHWM")}))
 """

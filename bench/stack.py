@@ -1,5 +1,6 @@
-"""What the benchmark runs against: `up` and `serve` (started as the tests start them), a bare
-nginx from the same binary, wrk for GETs, and /proc readings of the workers' memory.
+"""What the benchmark measures with, beyond `up` and `serve` (started by tests/support/stack.py,
+as the tests start them): a bare nginx from the same binary, wrk for GETs, and /proc readings
+of memory and CPU.
 
 The bare nginx has two locations, the ceilings the stack is compared with:
 
@@ -25,67 +26,18 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from imagehost.formats import FORMATS, IMAGE_NAME_PATTERN, THUMB_NAME_PATTERN
+from imagehost.front import TEMPLATE, find_nginx, nginx_argv
+from imagehost.workers import descendants
+from tests.support.stack import free_port_range
 
-from conftest import Running, free_port_range, start  # noqa: E402
-
-from imagehost.front import TEMPLATE, find_nginx, nginx_argv  # noqa: E402
-from imagehost.workers import descendants  # noqa: E402
-
-HEALTH = "/api/health"
-STORED_NAME = re.compile(r"^[A-Za-z0-9_-]{10,64}\.(?:jpg|png|gif|webp|avif)$")
-
-
-def start_up(root: Path, workers: int, **settings: str) -> Running:
-    """`imagehost up` (nginx + `workers` workers) on free ports, default settings otherwise.
-
-    Returns once nginx *and every worker* answer /api/health: `start` waits for the front
-    only, and a request nginx sends to a worker still importing would get a 502.
-    """
-    running = start("up", root, HEALTH, WEB_SERVER_WORKERS=str(workers), **settings)
-    first = int(running.env["WEB_SERVER_START_PORT"])
-    deadline = time.monotonic() + 30
-    pending = set(range(first, first + workers))
-    while pending:
-        pending = {port for port in pending if not _healthy(port)}
-        if pending and time.monotonic() > deadline:
-            running.stop()
-            raise RuntimeError(f"workers on ports {sorted(pending)} did not answer within 30 s")
-        if pending:
-            time.sleep(0.05)
-    return running
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(f"GET {HEALTH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            return re.match(rb"HTTP/1\.\d 200", s.recv(64)) is not None
-    except OSError:
-        return False
-
-
-def start_serve(root: Path, **settings: str) -> Running:
-    """`imagehost serve` (one process: API, pages and images) on a free port."""
-    return start("serve", root, HEALTH, **settings)
-
-
-def port_of(running: Running) -> int:
-    return int(running.env["PORT"])
-
-
-def worker_pids(running: Running) -> list[int]:
-    """Pids of the `imagehost worker --port P` children of a running `up`."""
-    up = running.proc.pid
-    return sorted(
-        pid for pid, (ppid, cmd) in descendants(up).items() if ppid == up and "worker --port" in cmd
-    )
+# What clear_stored removes: stored originals, and their thumbnails in thumbs/.
+ORIGINAL_NAME = re.compile(rf"{IMAGE_NAME_PATTERN}\Z")
+THUMBNAIL_NAME = re.compile(rf"{THUMB_NAME_PATTERN}\Z")
 
 
 def memory_bytes(pid: int) -> dict[str, int]:
@@ -118,19 +70,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def clear_stored(images_dir: Path, keep: set[str] = frozenset()) -> int:
+def clear_stored(images_dir: Path) -> None:
     """Remove stored originals and thumbnails (not rows) so long runs stay small on disk."""
-    removed = 0
-    for folder in (images_dir, images_dir / "thumbs"):
+    for folder, stored_name in ((images_dir, ORIGINAL_NAME), (images_dir / "thumbs", THUMBNAIL_NAME)):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if entry.name in keep or not STORED_NAME.match(entry.name):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-                removed += 1
-    return removed
+            if stored_name.match(entry.name):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
 
 
 # --- bare nginx ------------------------------------------------------------------------------
@@ -152,11 +100,7 @@ http {{
     uwsgi_temp_path {root}/temp/uwsgi;
     scgi_temp_path {root}/temp/scgi;
     types {{
-        image/jpeg jpg;
-        image/png png;
-        image/gif gif;
-        image/webp webp;
-        image/avif avif;
+{types}
     }}
     default_type application/octet-stream;
     access_log off;
@@ -250,6 +194,7 @@ def start_bare_nginx(root: Path, images_dir: Path, max_body: str = "10m") -> Bar
             images_dir=images_dir.resolve(),
             max_body=max_body,
             body_buffer=api_body_buffer(),
+            types="\n".join(f"        {f.content_type} {f.ext};" for f in FORMATS.values()),
         )
     )
     log = open(root / "nginx.console", "ab")  # noqa: SIM115 (the child holds it)

@@ -7,17 +7,19 @@ import stat
 
 import pytest
 import requests
-from helpers import (
+from PIL import Image
+from support.checks import check_clean, tree
+from support.http import (
+    MULTIPART_TYPE,
     assert_error,
-    check_clean,
-    image_bytes,
-    png_header_only,
-    raw_http,
+    chunked,
+    multipart,
     response_json,
-    tree,
+    send_raw,
     upload,
 )
-from PIL import Image
+from support.images import image_bytes, png_header_only
+from support.stack import run_cli
 
 
 def test_health_and_config(server):
@@ -102,9 +104,7 @@ def test_format_follows_content_not_name(server):
 
 
 def test_listing_pages_etag_and_link(server):
-    names = [
-        upload(server.url, image_bytes("PNG", color=(i, 0, 0))).json()["filename"] for i in range(5)
-    ]
+    names = [upload(server.url, image_bytes("PNG", seed=i)).json()["filename"] for i in range(5)]
     first = requests.get(f"{server.url}/api/upload/?limit=2", timeout=5)
     assert [i["filename"] for i in first.json()] == names[::-1][:2]
     assert first.headers["X-Total-Count"] == "5"
@@ -144,73 +144,56 @@ def test_listing_bad_parameters(server, query, code):
     assert_error(requests.get(f"{server.url}/api/upload/?{query}", timeout=5), 400, code)
 
 
-def _multipart(parts: list[tuple[str, str | None, bytes]], boundary="b0undary") -> bytes:
-    out = b""
-    for name, filename, content in parts:
-        disposition = f'form-data; name="{name}"'
-        if filename is not None:
-            disposition += f'; filename="{filename}"'
-        out += (
-            (
-                f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            + content
-            + b"\r\n"
-        )
-    return out + f"--{boundary}--\r\n".encode()
-
-
 PNG = image_bytes("PNG")
 REFUSALS = [
     # description, content type, body, status, code
     (
         "no-file-field",
-        "multipart/form-data; boundary=b0undary",
-        _multipart([("title", None, b"hello")]),
+        MULTIPART_TYPE,
+        multipart([("title", None, b"hello")]),
         400,
         "missing_file",
     ),
     (
         "two-files",
-        "multipart/form-data; boundary=b0undary",
-        _multipart([("file", "a.png", PNG), ("file", "b.png", PNG)]),
+        MULTIPART_TYPE,
+        multipart([("file", "a.png", PNG), ("file", "b.png", PNG)]),
         400,
         "too_many_files",
     ),
     (
         "empty-file",
-        "multipart/form-data; boundary=b0undary",
-        _multipart([("file", "a.png", b"")]),
+        MULTIPART_TYPE,
+        multipart([("file", "a.png", b"")]),
         400,
         "empty_file",
     ),
     (
         "no-boundary",
         "multipart/form-data",
-        _multipart([("file", "a.png", PNG)]),
+        multipart([("file", "a.png", PNG)]),
         400,
         "invalid_multipart",
     ),
     (
         "truncated-multipart",
-        "multipart/form-data; boundary=b0undary",
-        _multipart([("file", "a.png", PNG)])[:-30],
+        MULTIPART_TYPE,
+        multipart([("file", "a.png", PNG)])[:-30],
         400,
         "invalid_multipart",
     ),
     ("text-body", "text/plain", b"hello", 415, "unsupported_media_type"),
     (
         "html-named-png",
-        "multipart/form-data; boundary=b0undary",
-        _multipart([("file", "x.png", b"<html><script>alert(1)</script></html>")]),
+        MULTIPART_TYPE,
+        multipart([("file", "x.png", b"<html><script>alert(1)</script></html>")]),
         415,
         "unsupported_type",
     ),
     (
         "svg",
-        "multipart/form-data; boundary=b0undary",
-        _multipart([("file", "x.svg", b'<svg xmlns="http://www.w3.org/2000/svg"></svg>')]),
+        MULTIPART_TYPE,
+        multipart([("file", "x.svg", b'<svg xmlns="http://www.w3.org/2000/svg"></svg>')]),
         415,
         "unsupported_type",
     ),
@@ -237,37 +220,35 @@ def test_refusals_leave_nothing(server, ctype, body, status, code):
 
 def test_content_length_over_limit_refused_before_body(serve_factory):
     running = serve_factory(MAX_UPLOAD_MB="1")
-    port = int(running.env["PORT"])
     head = (
         b"POST /api/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         b"Content-Length: 104857600\r\n\r\n"
     )
-    status, body = response_json(raw_http(port, head))  # no body sent at all
+    status, body = response_json(send_raw(running.port, head))  # no body sent at all
     assert (status, body["code"]) == (413, "too_large")
     check_clean(running)
 
 
 def test_chunked_body_over_limit_is_cut(serve_factory):
     running = serve_factory(MAX_UPLOAD_MB="1")
-    chunk = b"x" * 65536
-    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(40)) + b"0\r\n\r\n"
+    body = chunked(b"x" * 65536 * 40)
     head = (
         b"POST /api/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
-    status, answer = response_json(raw_http(int(running.env["PORT"]), head + body))
+    status, answer = response_json(send_raw(running.port, head + body))
     assert (status, answer["code"]) == (413, "too_large")
     check_clean(running)
 
 
 def test_chunked_upload_within_limit(server):
     data = image_bytes("PNG")
-    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+    body = chunked(data)
     head = (
         b"POST /api/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
-    status, answer = response_json(raw_http(int(server.env["PORT"]), head + body))
+    status, answer = response_json(send_raw(server.port, head + body))
     assert status == 201 and answer["width"] == 64
 
 
@@ -451,8 +432,6 @@ def test_json_logs(serve_factory):
 
 
 def test_bad_setting_stops_startup_with_one_line(tmp_path):
-    from helpers import run_cli
-
     env = {**os.environ, "MAX_UPLOAD_MB": "lots", "DATA_DIR": str(tmp_path)}
     result = run_cli(env, "serve")
     assert result.returncode == 2
@@ -469,7 +448,7 @@ def test_slow_client_is_cut_off(serve_factory):
         b"POST /api/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         b"Content-Length: 1000\r\n\r\nabc"
     )  # then nothing more: the server must close the connection itself
-    with socket.create_connection(("127.0.0.1", int(running.env["PORT"])), timeout=20) as s:
+    with socket.create_connection(("127.0.0.1", running.port), timeout=20) as s:
         s.sendall(head)
         answer = b""
         while chunk := s.recv(65536):  # a TimeoutError here means it was never closed

@@ -15,7 +15,6 @@ never changes os.environ.
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,8 +23,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, free_port_range, need
-from helpers import image_bytes
+from conftest import need
+from support import ROOT
+from support.http import uploaded
+from support.images import image_bytes
+from support.stack import accepts, free_port_range
 
 pytestmark = pytest.mark.compose
 
@@ -196,14 +198,6 @@ def _copy_project(dest: Path) -> None:
             shutil.copy2(source, dest / rel)
 
 
-def _refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return False
-    except OSError:
-        return True
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     settings = _skip_unless_enabled()
@@ -235,7 +229,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         compose=settings["PODMAN_COMPOSE"],
         url=f"http://127.0.0.1:{port}",
         port=port,
-        refused_before=[p for p in workers if _refused(p)],
+        refused_before=[p for p in workers if not accepts(p, timeout=2)],
     )
     s.podman_compose("down", "-v")  # leftovers of an interrupted run
     try:
@@ -253,14 +247,6 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         subprocess.run(
             ["bash", str(SCRIPT), "teardown"], capture_output=True, timeout=COMMAND_TIMEOUT
         )
-
-
-def _upload_multipart(url: str, data: bytes, name: str = "photo.png") -> dict:
-    resp = requests.post(
-        f"{url}/api/upload/", files={"file": (name, data, "image/png")}, timeout=HTTP_TIMEOUT
-    )
-    assert resp.status_code == 201, resp.text
-    return resp.json()
 
 
 def _access_log(stack: Stack, wait_for: str = "") -> list[str]:
@@ -286,10 +272,10 @@ def test_start_page_and_upload_page_come_from_nginx(stack):
 
 
 def test_upload_serve_list_delete(stack):
-    multipart = _upload_multipart(stack.url, image_bytes("PNG", color=(10, 200, 30)), "cat.png")
+    multipart = uploaded(stack.url, image_bytes("PNG", seed=1), "cat.png")
     raw_resp = requests.post(
         f"{stack.url}/api/upload/",
-        data=image_bytes("PNG", color=(90, 10, 250)),
+        data=image_bytes("PNG", seed=2),
         headers={"Content-Type": "image/png"},
         timeout=HTTP_TIMEOUT,
     )
@@ -340,7 +326,7 @@ def test_upload_serve_list_delete(stack):
 
 
 def test_logs_land_in_the_mounted_logs_folder(stack):
-    item = _upload_multipart(stack.url, image_bytes("PNG", color=(1, 2, 3)), "logged.png")
+    item = uploaded(stack.url, image_bytes("PNG", seed=3), "logged.png")
     app_log = (stack.folder / "logs" / "app.log").read_text()
     assert item["filename"] in app_log
     assert "POST /api/upload/" in app_log
@@ -352,7 +338,7 @@ def test_logs_land_in_the_mounted_logs_folder(stack):
 
 
 def test_backend_restart_keeps_images_and_catalog(stack):
-    item = _upload_multipart(stack.url, image_bytes("PNG", color=(7, 77, 177)), "keep.png")
+    item = uploaded(stack.url, image_bytes("PNG", seed=4), "keep.png")
     stack.podman_compose("restart", "backend")
     stack.wait_healthy("backend", "nginx")
     # nginx re-reads the config the backend wrote anew (and so the backend's new address).
@@ -375,7 +361,7 @@ def test_only_nginx_is_published(stack):
     assert stack.run("podman", "port", backend).stdout.strip() == ""
     published = stack.run("podman", "port", nginx).stdout.split()
     assert published[0] == "80/tcp" and published[-1].endswith(f":{stack.port}"), published
-    still_refused = [p for p in stack.refused_before if _refused(p)]
+    still_refused = [p for p in stack.refused_before if not accepts(p, timeout=2)]
     assert still_refused == stack.refused_before, "a worker port answers on the host"
     assert stack.refused_before, "every worker port was taken on the host: nothing was checked"
 
@@ -398,6 +384,6 @@ def test_down_leaves_nothing_behind(stack):
     assert stack.ours("container") == []
     assert stack.ours("network") == []
     assert stack.ours("volume") == []
-    assert _refused(stack.port)
+    assert not accepts(stack.port, timeout=2)
     # The data stays on the host.
     assert any((stack.folder / "images").glob("*.png"))

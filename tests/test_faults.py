@@ -21,21 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import need, start
-from helpers import assert_error, check_clean
-from hostile_helpers import (
-    NGINX_MISSING,
-    assert_store_clean,
-    listing,
-    nginx_present,
-    noise_png,
-    pixels,
-    small_image,
-    start_stack,
-    stop_stack,
-)
+from support.checks import assert_store_clean, check_clean
+from support.http import assert_error, listed, upload
+from support.images import image_bytes, noise_png, pixels
+from support.stack import start, start_stack, stop_stack
 
-from imagehost import api, config, errors, server, store, uploads
+from imagehost import api, config, errors, messages, store, uploads
 
 KINDS = [pytest.param("serve"), pytest.param("up", marks=pytest.mark.nginx)]
 
@@ -107,11 +98,7 @@ def test_trickling_clients_do_not_block_others(tmp_path, kind):
         for i in range(2):
             time.sleep(0.5)
             started = time.perf_counter()
-            resp = requests.post(
-                f"{running.url}/api/upload/",
-                files={"file": (f"n{i}.png", small_image("PNG", i), "image/png")},
-                timeout=1,
-            )
+            resp = upload(running.url, image_bytes("PNG", seed=i), f"n{i}.png", timeout=1)
             assert resp.status_code == 201, resp.text
             listed = requests.get(f"{running.url}/api/upload/", timeout=1)
             assert listed.status_code == 200
@@ -200,24 +187,16 @@ def test_disk_full_refuses_cleanly_and_recovers(tmp_path, stage, side, free_fact
             data = noise_png((side, side))  # 3 bytes a pixel: no compression shrinks it
             assert (len(data) > uploads.SPOOL_MEMORY_BYTES) == (stage == "while-receiving")
             _fill(images_dir, int(len(data) * free_factor))
-            resp = requests.post(
-                f"{running.url}/api/upload/",
-                files={"file": ("big.png", data, "image/png")},
-                timeout=30,
-            )
+            resp = upload(running.url, data, "big.png")
             assert_error(resp, 507, "storage_full")
             visible = sorted(p.name for p in images_dir.iterdir() if p.is_file())
             assert visible == [".filler"]
             assert list((images_dir / "thumbs").iterdir()) == []
-            assert listing(running) == []
+            assert listed(running.url) == []
             assert_store_clean(running)
 
             (images_dir / ".filler").unlink()
-            resp = requests.post(
-                f"{running.url}/api/upload/",
-                files={"file": ("big.png", data, "image/png")},
-                timeout=30,
-            )
+            resp = upload(running.url, data, "big.png")
             assert resp.status_code == 201, resp.text
             served = requests.get(resp.json()["url"], timeout=10).content
             assert pixels(served) == pixels(data)
@@ -230,16 +209,16 @@ class _Headers(email.message.Message):
     """Case-insensitive request headers, as http.server hands them over."""
 
 
-def _request(body: bytes, content_type: str) -> server.Request:
+def _request(body: bytes, content_type: str) -> messages.Request:
     headers = _Headers()
     headers["Content-Type"] = content_type
     headers["Content-Length"] = str(len(body))
-    return server.Request(
+    return messages.Request(
         method="POST",
         path="/api/upload/",
         query={},
         headers=headers,
-        body=uploads.Body(io.BytesIO(body), len(body), 10 * 1024 * 1024),
+        body=messages.Body(io.BytesIO(body), len(body), 10 * 1024 * 1024),
         base_url="http://127.0.0.1",
         request_id="fault",
         client="127.0.0.1",
@@ -254,7 +233,7 @@ def test_disk_full_at_commit_refuses_cleanly(tmp_path, monkeypatch):
         env_file=None,
     )
     app = api.App(settings)
-    data = small_image("PNG", 5)
+    data = image_bytes("PNG", seed=5)
 
     def full(_path):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -276,21 +255,12 @@ def test_disk_full_at_commit_refuses_cleanly(tmp_path, monkeypatch):
 
 
 def test_catalog_locked_by_a_long_writer(server):
-    kept = requests.post(
-        f"{server.url}/api/upload/",
-        files={"file": ("kept.png", small_image("PNG", 1), "image/png")},
-        timeout=10,
-    ).json()
+    kept = upload(server.url, image_bytes("PNG", seed=1), "kept.png", timeout=10).json()
     lock = sqlite3.connect(server.data_dir / "catalog.sqlite3", isolation_level=None, timeout=10)
     try:
         lock.execute("BEGIN EXCLUSIVE")  # held until both answers are in: > the 5 s timeout
         with ThreadPoolExecutor(max_workers=2) as pool:
-            upload = pool.submit(
-                requests.post,
-                f"{server.url}/api/upload/",
-                files={"file": ("new.png", small_image("PNG", 2), "image/png")},
-                timeout=30,
-            )
+            uploading = pool.submit(upload, server.url, image_bytes("PNG", seed=2), "new.png")
             delete = pool.submit(
                 requests.delete,
                 kept["delete_url"],
@@ -299,7 +269,7 @@ def test_catalog_locked_by_a_long_writer(server):
             )
             # WAL: readers are not blocked by a writer
             assert requests.get(f"{server.url}/api/upload/", timeout=2).status_code == 200
-            upload_answer, delete_answer = upload.result(), delete.result()
+            upload_answer, delete_answer = uploading.result(), delete.result()
         assert_error(upload_answer, 503, "unavailable")
         assert_error(delete_answer, 503, "unavailable")
         # nothing of the refused upload; the image whose delete failed is whole
@@ -310,12 +280,8 @@ def test_catalog_locked_by_a_long_writer(server):
     finally:
         lock.execute("ROLLBACK")
         lock.close()
-    assert [i["filename"] for i in listing(server)] == [kept["filename"]]
-    again = requests.post(
-        f"{server.url}/api/upload/",
-        files={"file": ("new.png", small_image("PNG", 2), "image/png")},
-        timeout=10,
-    )
+    assert [i["filename"] for i in listed(server.url)] == [kept["filename"]]
+    again = upload(server.url, image_bytes("PNG", seed=2), "new.png", timeout=10)
     assert again.status_code == 201, again.text
     gone = requests.delete(
         kept["delete_url"], headers={"X-Delete-Token": kept["delete_token"]}, timeout=10
@@ -329,11 +295,7 @@ def test_catalog_locked_by_a_long_writer(server):
 
 def test_check_repairs_drift(server):
     images = [
-        requests.post(
-            f"{server.url}/api/upload/",
-            files={"file": (f"{i}.png", small_image("PNG", i), "image/png")},
-            timeout=10,
-        ).json()
+        upload(server.url, image_bytes("PNG", (24, 16), seed=i), f"{i}.png", timeout=10).json()
         for i in range(3)
     ]
     no_file, no_row, untouched = images
@@ -341,7 +303,7 @@ def test_check_repairs_drift(server):
     with sqlite3.connect(server.data_dir / "catalog.sqlite3") as db:
         db.execute("DELETE FROM images WHERE filename = ?", (no_row["filename"],))
     orphan = server.images_dir / "thumbs" / "OrphanThumb12345.webp"
-    orphan.write_bytes(small_image("WEBP", 9))
+    orphan.write_bytes(image_bytes("WEBP", seed=9))
     stale = server.images_dir / ".tmp" / "4194399-deadbeef.upload"  # above pid_max: no process
     stale.write_bytes(b"half an upload")
 
@@ -384,7 +346,6 @@ def test_up_answers_as_soon_as_it_is_ready(tmp_path):
     """A client that tries while `up` is starting (a browser reloading, a health check) must not
     make the API fail after `up` has said it is ready (nginx marking every worker down for
     fail_timeout used to cause ~2 s of 502s; now max_fails=0)."""
-    need("nginx", nginx_present(), NGINX_MISSING)
     # "/" is served by nginx itself: this returns as soon as nginx listens, workers or not
     running = start("up", tmp_path / "up", "/", WEB_SERVER_WORKERS="2")
     try:

@@ -9,24 +9,26 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import base_env, free_port_range, have, need, start
-from helpers import assert_error, image_bytes, upload
+from support.http import assert_error, upload
+from support.images import image_bytes
+from support.stack import (
+    accepts,
+    base_env,
+    free_port_range,
+    run_cli,
+    start_stack,
+    stop_stack,
+    wait_for,
+    worker_pid,
+    worker_ports,
+)
 
 from imagehost import config, front, workers
-
-NGINX_MISSING = "nginx is not installed (apt-get install nginx)"
-
-
-def nginx_binary() -> str:
-    need("nginx", have("nginx") or Path("/usr/sbin/nginx").exists(), NGINX_MISSING)
-    return front.find_nginx()
 
 
 def settings_for(root: Path, **env: str) -> config.Settings:
@@ -49,14 +51,6 @@ def upstream_servers(text: str) -> list[str]:
 # --- processes -----------------------------------------------------------------------------
 
 
-def parent_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for its parent counts as gone only once reaped)."""
     return Path(f"/proc/{pid}").exists()
@@ -67,44 +61,11 @@ def descendants(pid: int) -> dict[int, str]:
     return {child: cmd for child, (_, cmd) in workers.descendants(pid).items()}
 
 
-def worker_pid(running, port: int) -> int | None:
-    for pid, cmd in descendants(running.proc.pid).items():
-        if cmd.endswith(f"worker --port {port}") and parent_of(pid) == running.proc.pid:
-            return pid
-    return None
-
-
 def nginx_master_pid(running) -> int | None:
     for pid, cmd in descendants(running.proc.pid).items():
         if cmd.startswith("nginx: master"):
             return pid
     return None
-
-
-def wait_for(check, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def workers_answering(running) -> bool:
-    settings = settings_for(running.root, **_ports(running))
-    return all(worker_pid(running, p) for p in settings.worker_ports) and all(
-        front._accepts("127.0.0.1", p) for p in settings.worker_ports
-    )
-
-
-def _ports(running) -> dict[str, str]:
-    return {k: running.env[k] for k in ("WEB_SERVER_WORKERS", "WEB_SERVER_START_PORT", "PORT")}
-
-
-def worker_ports(running) -> list[int]:
-    first = int(running.env["WEB_SERVER_START_PORT"])
-    return list(range(first, first + int(running.env["WEB_SERVER_WORKERS"])))
 
 
 def workers_of(running, request_ids: list[str], timeout: float = 10) -> dict[str, int]:
@@ -134,50 +95,33 @@ def access_line(running, request_id: str) -> str:
     return wait_for(find, 10, f"request {request_id} in nginx's access log")
 
 
-def stop_and_reap(running) -> None:
-    """Stop `up`; anything it left behind (a failure already) is ended so no test leaks it."""
-    family = descendants(running.proc.pid)
-    running.stop()
-    for pid in family:
-        if alive(pid) and parent_of(pid) in (1, None, *family):
-            os.kill(pid, signal.SIGKILL)
-
-
 # --- fixtures --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """One `imagehost up` with 4 workers and MAX_UPLOAD_MB=1, for the tests that change nothing."""
-    nginx_binary()
-    running = start(
-        "up",
-        tmp_path_factory.mktemp("up"),
-        "/api/health",
-        WEB_SERVER_WORKERS="4",
-        MAX_UPLOAD_MB="1",
+    running = start_stack(
+        "up", tmp_path_factory.mktemp("up"), WEB_SERVER_WORKERS="4", MAX_UPLOAD_MB="1"
     )
-    wait_for(lambda: workers_answering(running), what="all 4 workers")
     yield running
-    stop_and_reap(running)
+    stop_stack(running)
 
 
 @pytest.fixture
 def up_factory(tmp_path):
     """Start a private `imagehost up` (for tests that kill or stop its processes)."""
-    nginx_binary()
     started = []
 
     def make(**overrides: str):
         overrides.setdefault("WEB_SERVER_WORKERS", "4")
-        running = start("up", tmp_path / f"up{len(started)}", "/api/health", **overrides)
+        running = start_stack("up", tmp_path / f"up{len(started)}", **overrides)
         started.append(running)
-        wait_for(lambda: workers_answering(running), what="all workers")
         return running
 
     yield make
     for running in started:
-        stop_and_reap(running)
+        stop_stack(running)
 
 
 # --- the rendered config ---------------------------------------------------------------------
@@ -185,7 +129,7 @@ def up_factory(tmp_path):
 
 @pytest.mark.nginx
 def test_rendered_config_passes_nginx_t(tmp_path):
-    nginx = nginx_binary()
+    nginx = front.find_nginx()
     conf = front.prepare_runtime(settings_for(tmp_path))
     assert front.check_config(nginx, conf) is None
     assert conf.parent == tmp_path / "data" / "run" / "nginx"
@@ -234,7 +178,7 @@ def test_port_zero_is_refused(tmp_path):
 
 @pytest.mark.nginx
 def test_docker_rendering(tmp_path):
-    nginx = nginx_binary()
+    nginx = front.find_nginx()
     settings = settings_for(tmp_path, WEB_SERVER_WORKERS="3", WEB_SERVER_START_PORT="8000")
     text = front.render(settings, docker=True)
     assert upstream_servers(text) == ["backend:8000", "backend:8001", "backend:8002"]
@@ -279,13 +223,13 @@ def test_nginx_config_command(tmp_path, capsys):
 
 
 def test_up_without_nginx_falls_back_to_serve(tmp_path, monkeypatch, capsys):
-    from imagehost import server
+    from imagehost import __main__ as cli
 
     served = []
     monkeypatch.setattr(front, "find_nginx", lambda: None)
-    monkeypatch.setattr(server, "serve", lambda s: served.append(s) or 0)
+    monkeypatch.setattr(cli, "serve", lambda s: served.append(s) or 0)
     settings = settings_for(tmp_path)
-    assert front.up(settings) == 0
+    assert cli.up(settings) == 0
     assert served == [settings]
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "nginx is not installed" in out[0] and "serve" in out[0]
@@ -316,7 +260,7 @@ class DroppingWorker:
 
 @pytest.mark.nginx
 def test_only_idempotent_requests_are_retried_on_another_worker(tmp_path):
-    nginx = nginx_binary()
+    nginx = front.find_nginx()
     start_port = free_port_range(2)
     settings = settings_for(
         tmp_path,
@@ -329,7 +273,7 @@ def test_only_idempotent_requests_are_retried_on_another_worker(tmp_path):
     proc = subprocess.Popen(front.nginx_argv(nginx, conf))
     try:
         url = f"http://127.0.0.1:{settings.port}"
-        wait_for(lambda: front._accepts("127.0.0.1", settings.port), what="nginx")
+        wait_for(lambda: accepts(settings.port), what="nginx")
         post = requests.post(f"{url}/api/upload/", data=b"x" * 100, timeout=10)
         assert_error(post, 502, "bad_gateway")
         assert sorted(m for w in workers for m in w.methods) == ["POST"]  # not sent twice
@@ -497,7 +441,7 @@ def test_gets_survive_a_killed_worker(up_factory):
         what="a new worker on the port",
     )
     assert not alive(victim)
-    wait_for(lambda: front._accepts("127.0.0.1", victim_port), what="the port to answer")
+    wait_for(lambda: accepts(victim_port), what="the port to answer")
     assert worker_pid(running, victim_port) == replacement
 
     # … and nginx sends it requests again
@@ -568,7 +512,7 @@ def test_stopping_up_leaves_no_process(up_factory, how):
     assert running.proc.wait(20) == 0
     left = {pid: cmd for pid, cmd in family.items() if alive(pid)}
     assert left == {}
-    assert not front._accepts("127.0.0.1", int(running.env["PORT"]))
+    assert not accepts(running.port)
 
 
 @pytest.mark.parametrize(
@@ -588,19 +532,12 @@ def test_settings_cannot_inject_nginx_directives(tmp_path, env, variable):
 
 @pytest.mark.nginx
 def test_up_refuses_a_port_in_use(tmp_path):
-    nginx_binary()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         env = base_env(tmp_path, PORT=str(port), WEB_SERVER_START_PORT=str(free_port_range(2)))
-        result = subprocess.run(
-            [sys.executable, "-m", "imagehost", "up"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_cli(env, "up")
     assert result.returncode == 2
     assert f"127.0.0.1:{port} is not free" in result.stderr
 

@@ -15,15 +15,18 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
-from helpers import assert_error
-from hostile_helpers import assert_store_clean, start_stack, stop_stack, upload_small
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
+from support.checks import assert_store_clean
+from support.http import assert_error, uploaded
+from support.images import image_bytes
+from support.stack import start_stack, stop_stack
 
-from imagehost import api, config, openapi, store, uploads
+from imagehost import api, config, messages, openapi, store, uploads
 from imagehost.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge
+from imagehost.formats import IMAGE_NAME_PATTERN
 from imagehost.routing import Router
 
 # --- schemathesis ----------------------------------------------------------------------------
@@ -45,7 +48,7 @@ def api_schema(fuzzed):
 
 @pytest.fixture(scope="module")
 def stored_image(fuzzed) -> dict:
-    return upload_small(fuzzed.url, "fuzz.png", 1)
+    return uploaded(fuzzed.url, image_bytes("PNG", seed=1), "fuzz.png")
 
 
 def _operations() -> list:
@@ -217,7 +220,7 @@ def test_clean_name_has_no_line_breaks(raw):
     assert name.splitlines() == [name], repr(name)
 
 
-STORED_NAME = re.compile(r"[A-Za-z0-9_-]{10,64}\.(jpg|png|gif|webp|avif)")
+STORED_NAME = re.compile(IMAGE_NAME_PATTERN)
 IMAGES_ROOT = Path("/nonexistent-imagehost-root")
 
 
@@ -339,9 +342,9 @@ def test_multipart_parser_fails_only_cleanly(spool, data, content_type, chunked)
             b"%x\r\n%s\r\n" % (len(data[i : i + 7]), data[i : i + 7])
             for i in range(0, len(data), 7)
         )
-        body = uploads.Body(io.BytesIO(framed + b"0\r\n\r\n"), None, 1000)
+        body = messages.Body(io.BytesIO(framed + b"0\r\n\r\n"), None, 1000)
     else:
-        body = uploads.Body(io.BytesIO(data), len(data), 1000)
+        body = messages.Body(io.BytesIO(data), len(data), 1000)
     try:
         received = uploads.receive_multipart(body, content_type, target, max_file_bytes=200)
     except (BadRequest, PayloadTooLarge):

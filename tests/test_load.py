@@ -11,15 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import need
-from hostile_helpers import (
-    NGINX_MISSING,
-    nginx_present,
-    pixels,
-    small_image,
-    start_stack,
-    stop_stack,
-)
+from support.images import image_bytes, pixels
+from support.stack import start_stack, stop_stack
 
 pytestmark = [pytest.mark.load, pytest.mark.nginx]
 
@@ -38,11 +31,10 @@ FORMATS = [
 
 def _source(index: int) -> tuple[bytes, str]:
     fmt, ctype = FORMATS[index % len(FORMATS)]
-    return small_image(fmt, index, size=(20 + index % 13, 12 + index % 7)), ctype
+    return image_bytes(fmt, (20 + index % 13, 12 + index % 7), seed=index), ctype
 
 
 def test_uploads_under_load_lose_nothing(tmp_path):
-    need("nginx", nginx_present(), NGINX_MISSING)
     running = start_stack("up", tmp_path / "load", WEB_SERVER_WORKERS=str(WORKERS))
     acknowledged: dict[str, int] = {}  # filename → source index
     deleted: set[str] = set()

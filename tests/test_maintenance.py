@@ -1,7 +1,9 @@
 """`imagehost check` and `imagehost reindex` on a real store, next to a running server."""
 
 import requests
-from helpers import check_clean, image_bytes, upload
+from support.checks import check_clean
+from support.http import upload
+from support.images import image_bytes
 
 
 def test_reindex_adopts_dropped_files_and_rejects_the_rest(server):

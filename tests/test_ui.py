@@ -5,9 +5,9 @@ import re
 
 import pytest
 import requests
-from conftest import have, need, start
+from conftest import need
 from playwright.sync_api import expect, sync_playwright
-from ui_helpers import (
+from support.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DRAG_OVER_JS,
@@ -18,12 +18,11 @@ from ui_helpers import (
     axe_script,
     file_payload,
     js_file,
-    listing,
-    noisy_png_bytes,
-    png_bytes,
     refused,
-    upload_over_http,
 )
+from support.http import listing, upload, uploaded
+from support.images import image_bytes, noise_png
+from support.stack import start_stack, stop_stack
 
 pytestmark = pytest.mark.browser
 
@@ -131,7 +130,7 @@ def test_start_page_button_leads_to_upload_page(server, open_page):
 def test_upload_through_the_file_chooser_with_the_keyboard(serve_factory, open_page):
     server = serve_factory(STRIP_METADATA="false")
     page, console = open_page()
-    data = png_bytes(seed=1)
+    data = image_bytes(seed=1)
     # A listener from before the page loads: the file chooser interception is surely in place
     # when the key is pressed (one set up right before a key press can miss the event).
     page.on("filechooser", lambda chooser: None)
@@ -160,7 +159,7 @@ def test_upload_through_a_drop_event(serve_factory, open_page):
     page.evaluate(DRAG_OVER_JS, "#dropzone")
     expect(zone).to_have_class(re.compile(r"\bis-dragover\b"))
 
-    data = png_bytes(seed=2)
+    data = image_bytes(seed=2)
     drop(page, js_file("dropped.png", data))
     expect(zone).not_to_have_class(re.compile(r"\bis-dragover\b"))
     url = finished_url(upload_row(page, "dropped.png"))
@@ -175,9 +174,9 @@ def test_three_files_at_once_each_reach_100_percent_and_serve_the_same_bytes(
     page, console = open_page()
     open_upload_page(page, server.url)
     files = {
-        "first.png": noisy_png_bytes(400, 300),
-        "second.png": png_bytes(320, 200, seed=3),
-        "third.png": png_bytes(100, 100, seed=4),
+        "first.png": noise_png((400, 300)),
+        "second.png": image_bytes("PNG", (320, 200), seed=3),
+        "third.png": image_bytes("PNG", (100, 100), seed=4),
     }
     with page.expect_file_chooser() as chooser:
         page.locator("#dropzone").click()
@@ -196,7 +195,7 @@ def test_paste_from_the_clipboard_uploads_an_image(server, open_page):
     open_upload_page(page, server.url, "#images")
     expect(page.get_by_role("tab", name="Images")).to_have_attribute("aria-selected", "true")
 
-    page.evaluate(PASTE_FILES_JS, [js_file("pasted.png", png_bytes(seed=5))])
+    page.evaluate(PASTE_FILES_JS, [js_file("pasted.png", image_bytes(seed=5))])
     # The pasted file is shown where its progress can be seen.
     expect(page.get_by_role("tab", name="Upload")).to_have_attribute("aria-selected", "true")
     url = finished_url(upload_row(page, "pasted.png"))
@@ -211,7 +210,7 @@ def test_wrong_type_and_too_large_show_their_error_and_upload_nothing(serve_fact
     posts = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     text = b"Just some notes, not a picture at all.\n" * 20
-    big = noisy_png_bytes(700, 700)  # ~1.4 MB, over the 1 MB limit
+    big = noise_png((700, 700))  # ~1.4 MB, over the 1 MB limit
     assert len(big) > 1024 * 1024
     with page.expect_file_chooser() as chooser:
         page.locator("#dropzone").click()
@@ -225,9 +224,7 @@ def test_wrong_type_and_too_large_show_their_error_and_upload_nothing(serve_fact
 
     renamed = upload_row(page, "notes.png")
     expect(renamed).to_have_attribute("data-state", "error")
-    server_says = requests.post(
-        f"{server.url}/api/upload/", files={"file": ("notes.png", text, "image/png")}, timeout=10
-    ).json()
+    server_says = upload(server.url, text, "notes.png", timeout=10).json()
     assert server_says["code"] == "unsupported_type"
     expect(renamed.get_by_role("alert")).to_contain_text("Not an image this server accepts.")
     expect(renamed.get_by_role("alert")).to_contain_text(server_says["detail"])
@@ -264,7 +261,7 @@ def test_a_too_large_refusal_from_the_server_is_shown(serve_factory, open_page):
 
     page.route("**/api/config", larger_limit)
     open_upload_page(page, server.url)
-    drop(page, js_file("oversized.png", noisy_png_bytes(800, 800)))
+    drop(page, js_file("oversized.png", noise_png((800, 800))))
     row = upload_row(page, "oversized.png")
     expect(row.get_by_role("alert")).to_contain_text("Too large.")
     assert listing(server.url).headers["X-Total-Count"] == "0"
@@ -275,7 +272,7 @@ def test_network_failure_is_shown_and_can_be_retried(server, open_page):
     page, console = open_page()
     open_upload_page(page, server.url)
     page.route("**/api/upload/", lambda route: route.abort("internetdisconnected"))
-    drop(page, js_file("offline.png", png_bytes(seed=6)))
+    drop(page, js_file("offline.png", image_bytes(seed=6)))
     row = upload_row(page, "offline.png")
     expect(row.get_by_role("alert")).to_contain_text("Could not reach the server.")
     page.unroute("**/api/upload/")
@@ -287,7 +284,7 @@ def test_network_failure_is_shown_and_can_be_retried(server, open_page):
 def test_copy_puts_the_url_on_the_clipboard(server, open_page):
     page, console = open_page(permissions=["clipboard-read", "clipboard-write"])
     open_upload_page(page, server.url)
-    drop(page, js_file("copied.png", png_bytes(seed=7)))
+    drop(page, js_file("copied.png", image_bytes(seed=7)))
     row = upload_row(page, "copied.png")
     url = finished_url(row)
 
@@ -316,7 +313,7 @@ def test_images_tab_lists_a_new_upload_without_reload_and_delete_removes_it(serv
     upload_tab = page.get_by_role("tab", name="Upload")
     upload_tab.click()
     expect(page).to_have_url(f"{server.url}/upload.html#upload")
-    drop(page, js_file("fresh.png", png_bytes(seed=8)))
+    drop(page, js_file("fresh.png", image_bytes(seed=8)))
     url = finished_url(upload_row(page, "fresh.png"))
 
     upload_tab.focus()
@@ -353,7 +350,7 @@ def test_hostile_file_name_is_shown_as_text_and_runs_nothing(server, open_page):
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     open_upload_page(page, server.url)
-    page.locator("#file-input").set_input_files(file_payload(HOSTILE_NAME, png_bytes(seed=9)))
+    page.locator("#file-input").set_input_files(file_payload(HOSTILE_NAME, image_bytes(seed=9)))
 
     row = upload_row(page, HOSTILE_NAME)
     finished_url(row)
@@ -380,7 +377,7 @@ def test_hostile_file_name_is_shown_as_text_and_runs_nothing(server, open_page):
 def test_many_images_load_on_scroll_and_others_changes_appear(server, open_page):
     names = [f"bulk-{n:03d}.png" for n in range(120)]
     for n, name in enumerate(names):
-        upload_over_http(server.url, name, png_bytes(16, 16, seed=n))
+        uploaded(server.url, image_bytes("PNG", (16, 16), seed=n), name)
     page, console = open_page(height=800)
     open_upload_page(page, server.url, "#images")
 
@@ -401,7 +398,7 @@ def test_many_images_load_on_scroll_and_others_changes_appear(server, open_page)
         lambda r: "/api/upload/?limit=" in r.url and r.status == 304,
         timeout=POLL_WAIT_MS,
     )
-    other = upload_over_http(server.url, "from-elsewhere.png", png_bytes(seed=500))
+    other = uploaded(server.url, image_bytes(seed=500), "from-elsewhere.png")
     arrived = image_row(page, "from-elsewhere.png")
     expect(arrived).to_be_visible(timeout=POLL_WAIT_MS)
     expect(rows.first).to_contain_text("from-elsewhere.png")
@@ -418,7 +415,7 @@ def test_many_images_load_on_scroll_and_others_changes_appear(server, open_page)
 
 
 def test_management_link_enables_deleting_an_image_uploaded_elsewhere(server, open_page):
-    elsewhere = upload_over_http(server.url, "elsewhere.png", png_bytes(seed=10))
+    elsewhere = uploaded(server.url, image_bytes(seed=10), "elsewhere.png")
     page, console = open_page()
     open_upload_page(page, server.url, "#images")
     row = image_row(page, "elsewhere.png")
@@ -451,7 +448,7 @@ def test_key_only_server_explains_itself_until_the_management_link_is_opened(
     page, console = open_page()
     open_upload_page(page, server.url)
     expect(page.locator("#upload-notice")).to_contain_text("need the admin key")
-    drop(page, js_file("locked.png", png_bytes(seed=11)))
+    drop(page, js_file("locked.png", image_bytes(seed=11)))
     expect(upload_row(page, "locked.png").get_by_role("alert")).to_contain_text(
         "Uploads on this server need the admin key."
     )
@@ -463,7 +460,7 @@ def test_key_only_server_explains_itself_until_the_management_link_is_opened(
 
     page.goto(f"{server.url}/upload.html#key={server.admin_key}")
     expect(page.locator("#upload-notice")).to_be_hidden()
-    drop(page, js_file("unlocked.png", png_bytes(seed=12)))
+    drop(page, js_file("unlocked.png", image_bytes(seed=12)))
     finished_url(upload_row(page, "unlocked.png"))
     page.get_by_role("tab", name="Images").click()
     expect(image_row(page, "unlocked.png")).to_be_visible()
@@ -474,10 +471,9 @@ def test_key_only_server_explains_itself_until_the_management_link_is_opened(
 @pytest.fixture
 def behind_nginx(tmp_path):
     """`imagehost up`: nginx in front of two workers, as deployed, with MAX_UPLOAD_MB=1."""
-    need("nginx", have("nginx"), "nginx is not installed (apt-get install nginx)")
-    running = start("up", tmp_path / "up", "/api/health", WEB_SERVER_WORKERS="2", MAX_UPLOAD_MB="1")
+    running = start_stack("up", tmp_path / "up", WEB_SERVER_WORKERS="2", MAX_UPLOAD_MB="1")
     yield running
-    running.stop()
+    stop_stack(running)
 
 
 @pytest.mark.nginx
@@ -488,7 +484,7 @@ def test_the_ui_works_behind_nginx(behind_nginx, open_page):
     page, console = open_page(f"{server.url}/")
     page.get_by_role("link", name="Upload images").click()
     expect(page.locator("#dropzone-hint")).to_contain_text("up to 1 MB")
-    drop(page, js_file("through-nginx.png", png_bytes(seed=40)))
+    drop(page, js_file("through-nginx.png", image_bytes(seed=40)))
     url = finished_url(upload_row(page, "through-nginx.png"))
     assert requests.get(url, timeout=10).status_code == 200
 
@@ -507,7 +503,7 @@ def test_the_ui_works_behind_nginx(behind_nginx, open_page):
     page.route("**/api/config", larger_limit)
     page.reload()
     expect(page.locator("#dropzone-hint")).to_contain_text("up to 50 MB")
-    drop(page, js_file("oversized.png", noisy_png_bytes(900, 900)))
+    drop(page, js_file("oversized.png", noise_png((900, 900))))
     expect(upload_row(page, "oversized.png").get_by_role("alert")).to_contain_text("Too large.")
     console.assert_clean(refused(413))
 
@@ -535,7 +531,7 @@ def test_axe_finds_no_serious_or_critical_violations(server, open_page, color_sc
         "axe-core's axe.min.js not found: pip install axe-playwright-python==0.1.8 "
         "(or set AXE_CORE_JS to an axe.min.js from npm's axe-core)",
     )
-    upload_over_http(server.url, "listed.png", png_bytes(seed=13))
+    uploaded(server.url, image_bytes(seed=13), "listed.png")
     # The page's CSP forbids inline scripts, which is how axe gets injected: bypass it here only.
     page, console = open_page(color_scheme=color_scheme, bypass_csp=True)
 
@@ -545,7 +541,7 @@ def test_axe_finds_no_serious_or_critical_violations(server, open_page, color_sc
     assert found == [], describe(found)
 
     open_upload_page(page, server.url)
-    drop(page, js_file("done.png", png_bytes(seed=14)), js_file("bad.txt", b"no", "text/plain"))
+    drop(page, js_file("done.png", image_bytes(seed=14)), js_file("bad.txt", b"no", "text/plain"))
     finished_url(upload_row(page, "done.png"))
     expect(upload_row(page, "bad.txt").get_by_role("alert")).to_be_visible()
     found = run_axe(page, script)
@@ -569,7 +565,9 @@ def test_screenshots_of_both_pages(server, open_page, color_scheme, width):
     """Writes tests/screenshots/{start,upload,images}-{scheme}-{width}.png for a person to see."""
     SCREENSHOTS.mkdir(exist_ok=True)
     for n in range(3):
-        upload_over_http(server.url, f"holiday-photo-{n + 1}.png", png_bytes(640, 480, seed=20 + n))
+        uploaded(
+            server.url, image_bytes("PNG", (640, 480), seed=20 + n), f"holiday-photo-{n + 1}.png"
+        )
     page, console = open_page(color_scheme=color_scheme, width=width, height=900)
     suffix = f"{color_scheme}-{width}"
 
@@ -583,7 +581,7 @@ def test_screenshots_of_both_pages(server, open_page, color_scheme, width):
     open_upload_page(page, server.url)
     drop(
         page,
-        js_file("sunset over the bay.png", png_bytes(800, 600, seed=30)),
+        js_file("sunset over the bay.png", image_bytes("PNG", (800, 600), seed=30)),
         js_file("notes.txt", b"not an image", "text/plain"),
     )
     finished_url(upload_row(page, "sunset over the bay.png"))

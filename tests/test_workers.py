@@ -10,44 +10,27 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import start
-from helpers import check_clean, image_bytes
 from PIL import Image
-
-from imagehost.workers import descendants
-
-
-def children(pid: int) -> dict[int, str]:
-    """pid → command line of the direct children of `pid`."""
-    return {child: cmd for child, (ppid, cmd) in descendants(pid).items() if ppid == pid}
-
-
-def worker_pid(supervisor_pid: int, port: int) -> int:
-    for pid, cmdline in children(supervisor_pid).items():
-        if f"--port {port}" in cmdline:
-            return pid
-    raise LookupError(port)
+from support.checks import check_clean
+from support.http import upload
+from support.images import image_bytes, noise_png
+from support.stack import start, worker_pid, worker_pids, worker_ports
 
 
 @pytest.fixture
 def pool(tmp_path):
     running = start("workers", tmp_path / "pool", "/api/health", WEB_SERVER_WORKERS="4")
-    first = int(running.env["WEB_SERVER_START_PORT"])
-    running.ports = [first + i for i in range(4)]
+    running.ports = worker_ports(running)
     yield running
     running.stop()
 
 
 def test_parallel_uploads_across_workers(pool):
-    sources = [image_bytes("PNG", size=(40 + i, 30), color=(i * 6, 100, 50)) for i in range(40)]
+    sources = [image_bytes("PNG", (40 + i, 30), seed=i) for i in range(40)]
 
     def send(i: int) -> dict:
         port = pool.ports[i % len(pool.ports)]
-        resp = requests.post(
-            f"http://127.0.0.1:{port}/api/upload/",
-            timeout=60,
-            files={"file": (f"img{i}.png", sources[i], "image/png")},
-        )
+        resp = upload(f"http://127.0.0.1:{port}", sources[i], f"img{i}.png", timeout=60)
         assert resp.status_code == 201, resp.text
         return resp.json()
 
@@ -67,12 +50,9 @@ def test_parallel_uploads_across_workers(pool):
 
 def test_worker_killed_mid_upload_leaves_nothing_and_comes_back(pool):
     port = pool.ports[1]
-    victim = worker_pid(pool.proc.pid, port)
+    victim = worker_pid(pool, port)
     # Random pixels do not compress: ~1 MB, past the in-memory spool, so it reaches the disk.
-    noise = Image.frombytes("RGB", (600, 600), os.urandom(600 * 600 * 3))
-    out = io.BytesIO()
-    noise.save(out, "PNG", compress_level=0)
-    body = out.getvalue()
+    body = noise_png((600, 600))
     head = (
         f"POST /api/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -90,14 +70,14 @@ def test_worker_killed_mid_upload_leaves_nothing_and_comes_back(pool):
     replacement = None
     while time.monotonic() < deadline:
         try:
-            replacement = worker_pid(pool.proc.pid, port)
+            replacement = worker_pid(pool, port)
             if (
-                replacement != victim
+                replacement not in (None, victim)
                 and requests.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code
                 == 200
             ):
                 break
-        except (LookupError, requests.ConnectionError):
+        except requests.ConnectionError:
             pass
         time.sleep(0.1)
     assert replacement is not None and replacement != victim
@@ -107,7 +87,7 @@ def test_worker_killed_mid_upload_leaves_nothing_and_comes_back(pool):
 
 
 def test_sigterm_stops_every_worker(pool):
-    pids = list(children(pool.proc.pid))
+    pids = list(worker_pids(pool).values())
     assert len(pids) == 4
     assert pool.stop() == 0
     for pid in pids:

@@ -1,10 +1,18 @@
-"""The command line: serve, up, worker, workers, nginx-config, check, reindex, settings."""
+"""The command line, and where the application is assembled: serve, up, worker(s),
+nginx-config, check, reindex, settings.
+
+`server` knows only a handler and its Options; `api.App` knows nothing of HTTP framing; this
+module puts them together, so neither imports the other (tests/test_imports.py).
+"""
 
 import argparse
+import logging
 import sys
 
-from . import config
+from . import api, config, front, logs, maintenance, rights, server
+from .config import Settings
 from .errors import ConfigError
+from .workers import Supervisor, worker_children
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +39,57 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _options(settings: Settings, app: api.App) -> server.Options:
+    return server.Options(
+        request_timeout_s=settings.request_timeout,
+        max_body_bytes=app.body_limit_bytes,
+        public_url=settings.public_url,
+        fallback_host=f"{settings.host}:{settings.port}",
+    )
+
+
+def serve(settings: Settings) -> int:
+    """`imagehost serve`: API, frontend and images on HOST:PORT in one process."""
+    logs.setup(settings, role="serve")
+    app = api.App(settings)
+
+    def ready(port: int) -> None:
+        url = f"http://{settings.host}:{port}"
+        logging.getLogger("imagehost").info("serving on %s", url)
+        rights.log_management_link(url, app.admin_key)
+
+    options = _options(settings, app)
+    return server.run(app.handle, options, settings.host, settings.port, False, ready=ready)
+
+
+def worker(settings: Settings, port: int) -> int:
+    """`imagehost worker --port P`: one API worker behind nginx."""
+    logs.setup(settings, role=f"worker:{port}")
+    app = api.App(settings)
+    return server.run(app.handle, _options(settings, app), settings.worker_host, port, True)
+
+
+def workers(settings: Settings) -> int:
+    """`imagehost workers`: the supervised workers only; nginx runs elsewhere (Compose), so
+    HOST:PORT / PUBLIC_URL are where users reach it."""
+    logs.setup(settings, role="supervisor")
+    admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
+    return Supervisor(worker_children(settings)).run(
+        ready=lambda: rights.log_management_link(front.front_url(settings), admin_key)
+    )
+
+
+def up(settings: Settings) -> int:
+    """`imagehost up`: nginx in front of the workers; `serve` when nginx is not installed."""
+    nginx = front.find_nginx()
+    if nginx is None:
+        print(
+            "nginx is not installed; falling back to `imagehost serve` (one process).", flush=True
+        )
+        return serve(settings)
+    return front.up(settings, nginx)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "settings":
@@ -42,33 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imagehost: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        from .server import serve
-
         return serve(settings)
     if args.command == "worker":
-        from .server import worker
-
         return worker(settings, args.port)
     if args.command == "workers":
-        from . import front, logs, rights
-        from .workers import Supervisor, worker_children
-
-        logs.setup(settings, role="supervisor")
-        admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
-        # nginx runs elsewhere (Compose): HOST:PORT / PUBLIC_URL are where users reach it.
-        return Supervisor(worker_children(settings)).run(
-            ready=lambda: front.log_management_link(settings, admin_key)
-        )
+        return workers(settings)
     if args.command == "up":
-        from . import front
-
-        return front.up(settings)
+        return up(settings)
     if args.command == "nginx-config":
-        from . import front
-
         return front.write_config(settings, args.output, docker=args.docker)
-    from . import maintenance
-
     report = maintenance.check(
         settings, dry_run=getattr(args, "dry_run", False), adopt_foreign=args.command == "reindex"
     )

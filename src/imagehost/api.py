@@ -1,49 +1,46 @@
-"""The route table and its thin handlers: parse input → call store/catalog/images → respond.
+"""The route table and its thin handlers: parse input → call ingest/store/catalog → respond.
 
 Handlers raise errors.ApiError subclasses and never write error responses themselves.
 """
 
-import contextlib
-import datetime
 import hashlib
 import logging
 import mimetypes
-import threading
 from pathlib import Path
 
-from . import images, rights, uploads
+from . import formats, headers, rights, uploads
 from .catalog import Catalog, ImageRow
 from .config import Settings
-from .errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from .errors import (
+    ApiError,
+    InvalidParameter,
+    MissingFile,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from .ingest import ImageLimits, Ingest
+from .messages import Request, Response
 from .openapi import spec
 from .routing import Route, Router
-from .server import Request, Response
-from .store import Store, disk_errors, new_image_id
+from .store import Store
 
 log = logging.getLogger("imagehost.api")
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
-PIPELINE_SLOTS = 1  # TEMP
 
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-    "form-action 'self'"
-)
-IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 IMAGE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": IMAGE_CSP,
-    "Cache-Control": "public, max-age=31536000, immutable",
-    "Accept-Ranges": "none",
+    **headers.IMAGE,
+    "Cache-Control": headers.IMAGE_CACHE,
+    "Accept-Ranges": "none",  # always the whole image, as nginx (max_ranges 0)
 }
-EXT_TYPES = {ext: ctype for ext, ctype in images.FORMATS.values()}
+PAGE_HEADERS = {**headers.PAGE, "Cache-Control": headers.PAGE_CACHE}
 
 PARAMS = {
-    "filename": r"[A-Za-z0-9_-]{10,64}\.(?:jpg|png|gif|webp|avif)",
-    "thumbname": r"[A-Za-z0-9_-]{10,64}\.webp",
+    "filename": formats.IMAGE_NAME_PATTERN,
+    "thumbname": formats.THUMB_NAME_PATTERN,
     # frontend files: no dot segments, nothing under api/ or images/
     "asset": r"(?!api/|images/)(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/){0,3}[A-Za-z0-9_-][A-Za-z0-9_.-]*",
 }
@@ -72,27 +69,21 @@ def _routes() -> list[Route]:
 
 
 class App:
-    """Everything a request handler needs: settings, store, catalog, admin key, routes."""
+    """Everything a request handler needs: settings, store, catalog, ingest, admin key, routes."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store = Store(settings.images_dir)
-        self.catalog = Catalog(settings.data_dir / "catalog.sqlite3")
+        self.catalog = Catalog.in_data_dir(settings.data_dir)
+        self.ingest = Ingest(self.store, self.catalog, ImageLimits.from_settings(settings))
         self.admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
         self.router = Router(_routes(), PARAMS)
-        self.pipeline_slots = threading.BoundedSemaphore(PIPELINE_SLOTS)
-        self.body_limit_bytes = settings.max_upload_bytes + uploads.MULTIPART_SLACK_BYTES
+        self.body_limit_bytes = uploads.body_limit_bytes(settings.max_upload_bytes)
 
     def handle(self, request: Request) -> Response:
         match = self.router.match(request.method, request.path)
         request.params = match.params
         return match.route.handler(self, request)
-
-    def announce(self, url: str) -> None:
-        """Log the management link once: opening it lets this browser delete any image."""
-        logging.getLogger("imagehost").info(
-            "management link (keep it private): %s/upload.html#key=%s", url, self.admin_key
-        )
 
 
 def image_json(row: ImageRow, base_url: str) -> dict:
@@ -100,7 +91,7 @@ def image_json(row: ImageRow, base_url: str) -> dict:
         "id": row.id,
         "filename": row.filename,
         "url": f"{base_url}/images/{row.filename}",
-        "thumbnail_url": f"{base_url}/images/thumbs/{row.id}.webp",
+        "thumbnail_url": f"{base_url}/images/thumbs/{row.id}.{formats.THUMBNAIL_EXT}",
         "delete_url": f"{base_url}/api/upload/{row.filename}",
         "original_name": row.original_name,
         "content_type": row.content_type,
@@ -114,9 +105,7 @@ def image_json(row: ImageRow, base_url: str) -> dict:
 def health(app: App, request: Request) -> Response:
     try:
         app.catalog.ping()
-        probe = app.store.temp_path("health")
-        probe.write_bytes(b"")
-        probe.unlink()
+        app.store.probe()
     except (OSError, ApiError) as exc:
         log.error("not ready: %s", type(exc).__name__)
         raise ServiceUnavailable("The catalog or the image store is not reachable.") from None
@@ -127,8 +116,8 @@ def health(app: App, request: Request) -> Response:
 
 def client_config(app: App, request: Request) -> Response:
     s = app.settings
-    allowed = [images.FORMATS[f] for f in s.allowed_formats]
-    extensions = [f".{ext}" for ext, _ in allowed]
+    allowed = [formats.FORMATS[f] for f in s.allowed_formats]
+    extensions = [f".{f.ext}" for f in allowed]
     if ".jpg" in extensions:
         extensions.insert(extensions.index(".jpg") + 1, ".jpeg")
     return Response.json(
@@ -137,7 +126,7 @@ def client_config(app: App, request: Request) -> Response:
             "max_upload_mb": s.max_upload_mb,
             "max_image_pixels": s.max_image_pixels,
             "allowed_formats": list(s.allowed_formats),
-            "allowed_types": [ctype for _, ctype in allowed],
+            "allowed_types": [f.content_type for f in allowed],
             "allowed_extensions": extensions,
             "uploads": s.uploads,
             "listing": s.listing,
@@ -157,73 +146,25 @@ def upload(app: App, request: Request) -> Response:
     if length is not None and length > app.body_limit_bytes:
         raise PayloadTooLarge(f"The upload is larger than {s.max_upload_mb} MB.")
     if length == 0:
-        raise BadRequest("The request has no body; send the image.", code="missing_file")
-    received = app.store.temp_path("upload")
-    stored, thumbnail = app.store.temp_path("stored"), app.store.temp_path("thumb.webp")
+        raise MissingFile("The request has no body; send the image.")
+    content_type, name = request.header("Content-Type") or "", request.header("X-Filename")
+
+    def receive(spool: Path) -> uploads.Upload:
+        return uploads.receive(request.body, content_type, spool, s.max_upload_bytes, name)
+
+    fields = {"rid": request.request_id}
     try:
-        with disk_errors():
-            upload = uploads.receive(
-                request.body,
-                request.header("Content-Type") or "",
-                received,
-                s.max_upload_bytes,
-                request.header("X-Filename"),
-            )
-            with app.pipeline_slots:
-                info = images.process(
-                    upload.read(),
-                    stored,
-                    thumbnail,
-                    allowed_formats=s.allowed_formats,
-                    max_pixels=s.max_image_pixels,
-                    max_frames=s.max_frames,
-                    strip_metadata=s.strip_metadata,
-                )
-            image_id = new_image_id()
-            filename = f"{image_id}.{info.ext}"
-            size = stored.stat().st_size
-        app.store.commit(stored, thumbnail, filename, image_id)
-        token, token_hash = rights.new_delete_token()
-        row = ImageRow(
-            seq=0,
-            id=image_id,
-            filename=filename,
-            original_name=upload.original_name,
-            content_type=info.content_type,
-            size=size,
-            width=info.width,
-            height=info.height,
-            created_at=_now(),
-            delete_token_hash=token_hash,
-        )
-        try:
-            row = app.catalog.add(row)
-        except BaseException:
-            app.store.delete(filename)
-            raise
+        stored = app.ingest.upload(receive)
     except ApiError as exc:
         log.warning(
             "upload refused",
-            extra={"fields": {"rid": request.request_id, "code": exc.code, "status": exc.status}},
+            extra={"fields": {**fields, "code": exc.code, "status": exc.status}},
         )
         raise
-    finally:
-        for path in (received, stored, thumbnail):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-    log.info(
-        "uploaded %s",
-        filename,
-        extra={
-            "fields": {
-                "rid": request.request_id,
-                "bytes": size,
-                "type": info.content_type,
-                "original_name": upload.original_name,
-            }
-        },
-    )
-    body = {**image_json(row, request.base_url), "delete_token": token}
+    row = stored.row
+    fields.update(bytes=row.size, type=row.content_type, original_name=row.original_name)
+    log.info("uploaded %s", row.filename, extra={"fields": fields})
+    body = {**image_json(row, request.base_url), "delete_token": stored.delete_token}
     return Response.json(body, 201, {"Location": body["delete_url"]})
 
 
@@ -235,7 +176,7 @@ def list_images(app: App, request: Request) -> Response:
     before = None
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-            raise BadRequest("The cursor is not one we handed out.", code="invalid_parameter")
+            raise InvalidParameter("The cursor is not one we handed out.")
         before = int(cursor)
     counters = app.catalog.counters()
     base = request.base_url
@@ -283,17 +224,14 @@ def delete_image(app: App, request: Request) -> Response:
 
 def image_file(app: App, request: Request) -> Response:
     filename = request.params["filename"]
-    return _file(
-        app.store.image_path(filename),
-        EXT_TYPES[filename.rsplit(".", 1)[1]],
-        IMAGE_HEADERS,
-        request,
-    )
+    content_type = formats.BY_EXT[filename.rsplit(".", 1)[1]].content_type
+    return _file(app.store.image_path(filename), content_type, IMAGE_HEADERS, request)
 
 
 def thumbnail_file(app: App, request: Request) -> Response:
     image_id = request.params["thumbname"].rsplit(".", 1)[0]
-    return _file(app.store.thumbnail_path(image_id), "image/webp", IMAGE_HEADERS, request)
+    thumbnail = app.store.thumbnail_path(image_id)
+    return _file(thumbnail, formats.THUMBNAIL_TYPE, IMAGE_HEADERS, request)
 
 
 def page(app: App, request: Request) -> Response:
@@ -305,17 +243,7 @@ def page(app: App, request: Request) -> Response:
     ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if ctype.startswith("text/") or ctype in ("application/javascript", "image/svg+xml"):
         ctype += "; charset=utf-8"
-    return _file(
-        path,
-        ctype,
-        {
-            "Content-Security-Policy": PAGE_CSP,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-            "Cache-Control": "no-cache",
-        },
-        request,
-    )
+    return _file(path, ctype, PAGE_HEADERS, request)
 
 
 def _file(path: Path, ctype: str, headers: dict, request: Request) -> Response:
@@ -335,12 +263,5 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
-        raise BadRequest(
-            f"'{name}' must be a whole number from {lo} to {hi}.", code="invalid_parameter"
-        )
+        raise InvalidParameter(f"'{name}' must be a whole number from {lo} to {hi}.")
     return int(raw)
-
-
-def _now() -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -18,6 +18,7 @@ from .errors import ServiceUnavailable
 
 BUSY_TIMEOUT_S = 5.0
 POOL_SIZE = 8
+FILE_NAME = "catalog.sqlite3"  # in DATA_DIR
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def _migrations() -> list[tuple[int, str]]:
 
 class Catalog:
     """A small pool of connections to the catalog database at `path`."""
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> "Catalog":
+        """The catalog of an installation: DATA_DIR/catalog.sqlite3."""
+        return cls(Path(data_dir) / FILE_NAME)
 
     def __init__(self, path: Path):
         self.path = Path(path)

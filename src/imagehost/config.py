@@ -12,8 +12,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from .errors import ConfigError
-
-FORMATS = ("jpeg", "png", "gif", "webp", "avif")
+from .formats import BY_EXT, CEILING_FRAMES, CEILING_PIXELS, NAMES
 
 
 def _int(lo: int, hi: int) -> Callable[[str], int]:
@@ -47,10 +46,10 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 def _formats(raw: str) -> tuple[str, ...]:
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
-    names = ["jpeg" if n == "jpg" else n for n in names]
-    unknown = [n for n in names if n not in FORMATS]
+    names = [BY_EXT[n].name if n in BY_EXT else n for n in names]  # "jpg" means jpeg
+    unknown = [n for n in names if n not in NAMES]
     if unknown or not names:
-        raise ValueError(f"must be a comma-separated subset of {','.join(FORMATS)}")
+        raise ValueError(f"must be a comma-separated subset of {','.join(NAMES)}")
     return tuple(dict.fromkeys(names))
 
 
@@ -111,12 +110,15 @@ TABLE: tuple[Setting, ...] = (
         "MAX_IMAGE_PIXELS",
         "50000000",
         "larger images are refused (decompression bombs)",
-        _int(1, 1_000_000_000),
+        _int(1, CEILING_PIXELS),
     ),
-    Setting("MAX_FRAMES", "1000", "animated images with more frames are refused", _int(1, 100_000)),
     Setting(
-        "ALLOWED_FORMATS", ",".join(FORMATS), "accepted formats, by detected content", _formats
+        "MAX_FRAMES",
+        "1000",
+        "animated images with more frames are refused",
+        _int(1, CEILING_FRAMES),
     ),
+    Setting("ALLOWED_FORMATS", ",".join(NAMES), "accepted formats, by detected content", _formats),
     Setting(
         "ADMIN_KEY",
         "",

@@ -37,10 +37,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import logs, rights
+from . import errors, formats, headers, logs, rights
 from .config import Settings
 from .errors import ConfigError
-from .uploads import MULTIPART_SLACK_BYTES
+from .uploads import body_limit_bytes
 from .workers import Child, Supervisor, descendants, worker_children
 
 log = logging.getLogger("imagehost.front")
@@ -50,6 +50,27 @@ WEB_DIR = Path(__file__).with_name("web")
 NGINX_FALLBACK = Path("/usr/sbin/nginx")  # Debian's nginx, when /usr/sbin is not on PATH
 
 UPSTREAM_NAME_IN_DOCKER = "backend"
+ERROR_PREFIX = "/_imagehost_error/"  # the template's internal location for nginx's own answers
+# nginx's own statuses -> the catalogue's error we answer with. 494 is nginx's "request header
+# too large"; 403 is a folder without index.html (serve answers 404 there too); 501 is a
+# Transfer-Encoding nginx does not know, which the workers call bad_framing.
+NGINX_ERRORS: dict[int, type[errors.ApiError]] = {
+    400: errors.BadRequest,
+    403: errors.NotFound,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+    414: errors.UriTooLong,
+    494: errors.HeadersTooLarge,
+    500: errors.ApiError,
+    501: errors.BadFraming,
+    502: errors.BadGateway,
+    503: errors.ServiceUnavailable,
+    504: errors.GatewayTimeout,
+    505: errors.HttpVersionNotSupported,
+}
+# Only files are ever refused a method by nginx itself (/api/ passes every method on).
+_ERROR_EXTRA_HEADERS = {errors.MethodNotAllowed: {"Allow": "GET, HEAD"}}
 # Settings land in the config text: nothing that could end a directive or start a variable.
 _HOST = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")
 _UNSAFE_IN_PATH = re.compile(r"[\s\"';{}$\\#]")
@@ -161,17 +182,61 @@ def render(
         "LISTEN": listen,
         "UPSTREAM_SERVERS": upstream,
         # the workers' own body limit (file + multipart slack): nginx refuses only what they would
-        "CLIENT_MAX_BODY": f"{(settings.max_upload_bytes + MULTIPART_SLACK_BYTES) // 1024}k",
-        "MAX_UPLOAD_MB": str(settings.max_upload_mb),
+        "CLIENT_MAX_BODY": f"{body_limit_bytes(settings.max_upload_bytes) // 1024}k",
         "REQUEST_TIMEOUT": str(settings.request_timeout),
         "UPSTREAM_IDLE_TIMEOUT": str(max(1, settings.request_timeout // 2)),
     }
+    values.update(_derived_values())
     text = TEMPLATE.read_text()
     for name, value in values.items():
         text = text.replace(f"@@{name}@@", value)
     if "@@" in text:
         raise RuntimeError("nginx.conf.template has a placeholder render() does not fill")
     return text
+
+
+def _derived_values() -> dict[str, str]:
+    """The placeholders that come from the formats registry, the headers and the errors:
+    the same for every rendering, so nginx and `serve` cannot disagree."""
+    indent = " " * 16
+    return {
+        "IMAGE_NAME": formats.IMAGE_NAME_PATTERN,
+        "THUMB_NAME": formats.THUMB_NAME_PATTERN,
+        "IMAGE_TYPES": f"\n{indent}".join(
+            f"{f.content_type} {f.ext};" for f in formats.FORMATS.values()
+        ),
+        "HEADERS_IMAGE": headers.nginx_lines(headers.IMAGE, " " * 12),
+        "HEADERS_PAGE": headers.nginx_lines(headers.PAGE, " " * 12),
+        "IMAGE_CACHE": headers.IMAGE_CACHE,
+        "PAGE_CACHE": headers.PAGE_CACHE,
+        "ERROR_PAGES": "\n        ".join(
+            f"error_page {status} ={error.status} {ERROR_PREFIX}{error.code};"
+            for status, error in NGINX_ERRORS.items()
+        ),
+        "ERROR_LOCATIONS": "\n".join(
+            _error_location(error) for error in dict.fromkeys(NGINX_ERRORS.values())
+        ).strip(),
+    }
+
+
+def _error_location(error: type[errors.ApiError]) -> str:
+    """One internal location answering `error` as JSON, with the API's headers."""
+    body = errors.error_body(error.code, error.detail).decode() + "\n"
+    if "'" in body or "\\" in body or "$" in body:
+        raise RuntimeError(f"the sentence of {error.code} cannot be written into nginx.conf")
+    extra = {
+        **headers.API,
+        "Cache-Control": headers.ERROR_CACHE,
+        **_ERROR_EXTRA_HEADERS.get(error, {}),
+    }
+    inner = " " * 16
+    return (
+        f"            location = {ERROR_PREFIX}{error.code} {{\n"
+        f"{inner}{headers.nginx_lines(extra, inner)}\n"
+        f"{inner}add_header X-Request-ID $request_id always;\n"
+        f"{inner}return {error.status} '{body.rstrip()}\\n';\n"
+        f"            }}\n"
+    )
 
 
 def find_nginx() -> str | None:
@@ -223,20 +288,13 @@ def write_config(settings: Settings, output: str | None, docker: bool) -> int:
     return 0
 
 
-def up(settings: Settings) -> int:
-    """`imagehost up`: the workers and nginx in front, supervised until SIGINT/SIGTERM.
+def up(settings: Settings, nginx: str) -> int:
+    """`imagehost up`: the workers and the `nginx` binary in front, supervised until
+    SIGINT/SIGTERM.
 
     Returns 0 after a clean stop; 1 when nginx refuses the config or cannot listen; 2 for a
     setting nginx cannot use.
     """
-    nginx = find_nginx()
-    if nginx is None:
-        print(
-            "nginx is not installed; falling back to `imagehost serve` (one process).", flush=True
-        )
-        from .server import serve
-
-        return serve(settings)
     logs.setup(settings, role="up")
     try:
         conf = prepare_runtime(settings)
@@ -314,25 +372,19 @@ def _announce(settings: Settings, admin_key: str) -> None:
     first, last = settings.worker_ports[0], settings.worker_ports[-1]
     log.info(
         "nginx on %s, %d workers on %s:%d-%d, nginx logs in %s",
-        _front_url(settings),
+        front_url(settings),
         len(settings.worker_ports),
         settings.worker_host,
         first,
         last,
         settings.log_dir / "nginx",
     )
-    log_management_link(settings, admin_key)
+    rights.log_management_link(front_url(settings), admin_key)
 
 
-def _front_url(settings: Settings) -> str:
+def front_url(settings: Settings) -> str:
+    """Where users reach nginx: PUBLIC_URL, else HOST:PORT."""
     return settings.public_url or f"http://{_address(_link_host(settings.host), settings.port)}"
-
-
-def log_management_link(settings: Settings, admin_key: str) -> None:
-    """Log, once per start, the link that stores the admin key in a browser (DESIGN §7)."""
-    log.info(
-        "management link (keep it private): %s/upload.html#key=%s", _front_url(settings), admin_key
-    )
 
 
 def _connect_host(host: str) -> str:

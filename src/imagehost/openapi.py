@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 description of the API, built from the route table so the two cannot drift."""
 
+from . import formats
 from .config import Settings
+from .images import THUMBNAIL_MAX_SIDE
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _IMAGE = {"$ref": "#/components/schemas/Image"}
@@ -8,7 +10,7 @@ _FILENAME = {
     "name": "filename",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{10,64}\.(jpg|png|gif|webp|avif)$"},
+    "schema": {"type": "string", "pattern": f"^{formats.IMAGE_NAME_PATTERN}$"},
 }
 
 
@@ -140,13 +142,15 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
                     "name": "thumbname",
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{10,64}\.webp$"},
+                    "schema": {"type": "string", "pattern": f"^{formats.THUMB_NAME_PATTERN}$"},
                 }
             ],
             "responses": {
                 "200": {
-                    "description": "WebP thumbnail, longest side 320 px",
-                    "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}},
+                    "description": f"WebP thumbnail, longest side {THUMBNAIL_MAX_SIDE} px",
+                    "content": {
+                        formats.THUMBNAIL_TYPE: {"schema": {"type": "string", "format": "binary"}}
+                    },
                 },
                 **_errors(404),
             },
@@ -172,7 +176,7 @@ SCHEMAS = {
             "original_name": {"type": "string"},
             "content_type": {
                 "type": "string",
-                "enum": ["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif"],
+                "enum": [f.content_type for f in formats.FORMATS.values()],
             },
             "size": {"type": "integer", "minimum": 1},
             "width": {"type": "integer", "minimum": 1},
@@ -185,8 +189,11 @@ SCHEMAS = {
             "max_upload_bytes": {"type": "integer"},
             "max_upload_mb": {"type": "integer"},
             "max_image_pixels": {"type": "integer"},
-            "allowed_formats": _STRINGS,
-            "allowed_types": _STRINGS,
+            "allowed_formats": {"type": "array", "items": {"enum": list(formats.NAMES)}},
+            "allowed_types": {
+                "type": "array",
+                "items": {"enum": [f.content_type for f in formats.FORMATS.values()]},
+            },
             "allowed_extensions": _STRINGS,
             "uploads": {"enum": ["open", "key"]},
             "listing": {"enum": ["public", "key"]},

@@ -6,6 +6,7 @@ hashes, so a leaked catalog does not let anyone delete.
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -82,3 +83,11 @@ def check_delete(
         raise Unauthorized("Deleting needs this image's delete token or the admin key.")
     if not token_hash or not hmac.compare_digest(hash_token(delete_token), token_hash):
         raise Forbidden("The delete token is wrong for this image.")
+
+
+def log_management_link(base_url: str, admin_key: str) -> None:
+    """Log, once per start, the link that stores the admin key in a browser: whoever opens it
+    may list and delete every image, hence "keep it private"."""
+    logging.getLogger("imagehost").info(
+        "management link (keep it private): %s/upload.html#key=%s", base_url, admin_key
+    )

@@ -8,76 +8,63 @@ closed by the socket timeout. Every error becomes the JSON shape of errors.error
 
 import contextlib
 import ctypes
-import json
 import logging
 import random
 import re
+import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import logs
-from .config import Settings
-from .errors import ApiError, BadRequest, error_body
-from .uploads import Body
+from .errors import (
+    ApiError,
+    BadFraming,
+    BadLength,
+    BadPath,
+    BadRequest,
+    HeadersTooLarge,
+    HttpVersionNotSupported,
+    ServiceUnavailable,
+    UriTooLong,
+    error_body,
+)
+from .messages import JSON_HEADERS, Body, Request, Response
 
 log = logging.getLogger("imagehost.request")
 
 M_ARENA_MAX = -8  # from <malloc.h>
 MAX_CONNECTIONS = 512  # per process; each is a thread, so this bounds memory under a flood
 LINGER_S = 2.0  # after refusing a body, read and discard what is in flight for this long
-_BUSY = error_body("unavailable", "The server is busy; try again shortly.")
+_BUSY = error_body(ServiceUnavailable.code, "The server is busy; try again shortly.")
 BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY)
+    b"X-Content-Type-Options: nosniff\r\nConnection: close\r\nRetry-After: 1\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY)
 )
+# http.server's own refusals (bad request line, headers too large …), by status.
+_PROTOCOL_ERRORS = {
+    e.status: e for e in (BadRequest, UriTooLong, HeadersTooLarge, HttpVersionNotSupported)
+}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?$")
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: object  # http.client.HTTPMessage: case-insensitive .get()
-    body: Body
-    base_url: str
-    request_id: str
-    client: str
-    params: dict[str, str] = field(default_factory=dict)
+@dataclass(frozen=True)
+class Options:
+    """What the HTTP layer needs besides the handler: its limits and how to make base URLs."""
 
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name)
-
-    def query_value(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[-1] if values else None
+    request_timeout_s: int  # first byte to last byte of one request; also the idle limit
+    max_body_bytes: int  # larger bodies are refused (413) before they are read
+    public_url: str = ""  # base of handed-out URLs; empty: from the request's Host
+    fallback_host: str = "127.0.0.1"  # host[:port] when the request's Host is unusable
 
 
-@dataclass
-class Response:
-    """A whole response, built before any of it is written."""
-
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    file: Path | None = None  # sent after the headers, when set (body is then ignored)
-
-    @classmethod
-    def json(cls, value, status: int = 200, headers: dict | None = None) -> "Response":
-        data = json.dumps(value, ensure_ascii=False).encode()
-        return cls(status, data, {"Content-Type": "application/json", **(headers or {})})
-
-    @classmethod
-    def error(cls, exc: ApiError) -> "Response":
-        headers = {"Content-Type": "application/json", **exc.headers}
-        return cls(exc.status, error_body(exc.code, exc.detail), headers)
+Handle = Callable[[Request], Response]  # the application: api.App.handle
 
 
 class Deadlines:
@@ -117,8 +104,9 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
-    def __init__(self, address, app, behind_proxy: bool):
-        self.app = app
+    def __init__(self, address, handler: Handle, options: Options, behind_proxy: bool):
+        self.handler = handler
+        self.options = options
         self.behind_proxy = behind_proxy
         self.deadlines = Deadlines()
         self.in_flight = 0  # requests being handled; shutdown waits for them
@@ -153,11 +141,11 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
 
     def setup(self) -> None:
-        self.timeout = self.server.app.settings.request_timeout  # idle keep-alive limit
+        self.timeout = self.server.options.request_timeout_s  # idle keep-alive limit
         super().setup()
 
     def handle_one_request(self) -> None:
-        self.server.deadlines.set(self.connection, self.server.app.settings.request_timeout)
+        self.server.deadlines.set(self.connection, self.server.options.request_timeout_s)
         try:
             super().handle_one_request()
         except (ConnectionError, TimeoutError, OSError):
@@ -171,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = 0
-        if length > self.server.app.body_limit_bytes:
+        if length > self.server.options.max_body_bytes:
             return True  # no 100: the handler refuses with 413 and the client never sends
         return super().handle_expect_100()
 
@@ -194,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
         request, response = None, None
         try:
             request = self._request()
-            response = self.server.app.handle(request)
+            response = self.server.handler(request)
             if not request.body.done:  # handler did not read the body: don't reuse the socket
                 self.close_connection = True
         except ApiError as exc:
@@ -224,17 +212,16 @@ class Handler(BaseHTTPRequestHandler):
         return {"rid": request.request_id, "client": request.client}
 
     def _request(self) -> Request:
-        app = self.server.app
         parts = urlsplit(self.path)
         if not parts.path.startswith("/") or parts.scheme or parts.netloc:
-            raise BadRequest("The request target must be a path.", code="bad_path")
+            raise BadPath()
         headers = self.headers
         coding = headers.get("Transfer-Encoding")
         if coding is not None:
             # RFC 9112 §6.1/§6.3: only plain chunked, and never together with Content-Length —
             # anything else could frame the body differently than a proxy did (smuggling).
             if coding.strip().lower() != "chunked" or "Content-Length" in headers:
-                raise BadRequest("Unsupported or ambiguous body framing.", code="bad_framing")
+                raise BadFraming()
             length = None
         else:
             raw = (headers.get("Content-Length") or "0").strip()
@@ -242,9 +229,9 @@ class Handler(BaseHTTPRequestHandler):
                 not (raw.isascii() and raw.isdigit())
                 or len(headers.get_all("Content-Length") or ()) > 1
             ):
-                raise BadRequest("Content-Length is not a number.", code="bad_length")
+                raise BadLength()
             length = int(raw)
-        body = Body(self.rfile, length, app.body_limit_bytes)
+        body = Body(self.rfile, length, self.server.options.max_body_bytes)
         rid = headers.get("X-Request-ID") or ""
         behind = self.server.behind_proxy
         return Request(
@@ -259,15 +246,15 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def _base_url(self, headers, behind_proxy: bool) -> str:
-        settings = self.server.app.settings
-        if settings.public_url:
-            return settings.public_url
+        options = self.server.options
+        if options.public_url:
+            return options.public_url
         scheme = "http"
         if behind_proxy and headers.get("X-Forwarded-Proto") in ("http", "https"):
             scheme = headers["X-Forwarded-Proto"]
         host = headers.get("Host") or ""
         if not _HOST.match(host):
-            host = f"{settings.host}:{settings.port}"
+            host = options.fallback_host
         return f"{scheme}://{host}"
 
     def _send(self, response: Response, request: Request | None) -> int:
@@ -316,23 +303,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None):
         """http.server's own refusals (bad request line, header too large …) as JSON."""
-        status = HTTPStatus(code)
-        codes = {
-            400: "bad_request",
-            414: "uri_too_long",
-            431: "headers_too_large",
-            501: "method_not_allowed",
-            505: "http_version_not_supported",
-        }
-        detail = {
-            431: "The request headers are too large.",
-            414: "The request line is too long.",
-        }.get(code, f"{status.phrase}.")
-        body = error_body(codes.get(code, "bad_request"), detail)
+        error = _PROTOCOL_ERRORS.get(code, BadRequest)
+        body = error_body(error.code, error.detail)
         self.close_connection = True
         try:
-            self.send_response_only(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_response_only(error.status)
+            for name, value in JSON_HEADERS.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Connection", "close")
             self.end_headers()
@@ -364,12 +341,15 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-def run(app, host: str, port: int, behind_proxy: bool, ready=None) -> int:
-    """Serve `app` on host:port until SIGTERM/SIGINT; in-flight requests are finished."""
-    import signal
+def run(
+    handler: Handle, options: Options, host: str, port: int, behind_proxy: bool, ready=None
+) -> int:
+    """Serve `handler` on host:port until SIGTERM/SIGINT; in-flight requests are finished.
 
+    `ready(port)` is called once the socket listens (port 0 picks a free one).
+    """
     _limit_malloc_arenas()
-    httpd = Server((host, port), app, behind_proxy)
+    httpd = Server((host, port), handler, options, behind_proxy)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -388,27 +368,3 @@ def run(app, host: str, port: int, behind_proxy: bool, ready=None) -> int:
     while httpd.in_flight and time.monotonic() < deadline:
         time.sleep(0.05)
     return 0
-
-
-def serve(settings: Settings) -> int:
-    """`imagehost serve`: API, frontend and images on HOST:PORT in one process."""
-    from .api import App
-
-    logs.setup(settings, role="serve")
-    app = App(settings)
-
-    def ready(port: int) -> None:
-        url = f"http://{settings.host}:{port}"
-        logging.getLogger("imagehost").info("serving on %s", url)
-        app.announce(url)
-
-    return run(app, settings.host, settings.port, behind_proxy=False, ready=ready)
-
-
-def worker(settings: Settings, port: int) -> int:
-    """`imagehost worker --port P`: one API worker behind nginx."""
-    from .api import App
-
-    logs.setup(settings, role=f"worker:{port}")
-    app = App(settings)
-    return run(app, settings.worker_host, port, behind_proxy=True)

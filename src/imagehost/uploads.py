@@ -1,8 +1,9 @@
 """Receiving an upload, and the only module that imports python_multipart.
 
-The body is read in chunks and written to a temporary file as it arrives — never held whole in
-memory — with the size limit enforced while counting, since the library's own default limit is
-"unlimited" and it truncates rather than fails.
+The body is read in chunks as it arrives and spooled (see Spool: small files in memory, large
+ones to a temporary file, never a large one held whole), with the size limit enforced while
+counting, since the library's own default limit is "unlimited" and it truncates rather than
+fails. Raw bodies (`Content-Type: image/*`) and multipart file parts get the same limit.
 """
 
 import re
@@ -15,9 +16,17 @@ from urllib.parse import unquote
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedImage
+from .errors import (
+    EmptyFile,
+    InvalidMultipart,
+    MissingFile,
+    PayloadTooLarge,
+    TooManyFiles,
+    TooManyParts,
+    UnsupportedMediaType,
+)
+from .messages import Body
 
-CHUNK_BYTES = 64 * 1024
 MULTIPART_SLACK_BYTES = 64 * 1024  # room for boundaries and part headers around the file
 MAX_PARTS = 16  # a form with more parts than this is not our upload form
 SPOOL_MEMORY_BYTES = 512 * 1024
@@ -72,63 +81,10 @@ class Upload:
         return self.spool.read()
 
 
-class Body:
-    """The request body as a stream, with framing decoded and the byte limit enforced.
-
-    `content_length` None means chunked transfer coding (RFC 9112 §7.1). Reading past
-    `max_bytes` raises PayloadTooLarge.
-    """
-
-    def __init__(self, rfile: BinaryIO, content_length: int | None, max_bytes: int):
-        self.rfile = rfile
-        self.remaining = content_length
-        self.chunked = content_length is None
-        self.chunk_left = 0
-        self.done = content_length == 0
-        self.max_bytes = max_bytes
-        self.count = 0
-
-    def read(self, size: int = CHUNK_BYTES) -> bytes:
-        """Up to `size` bytes; b"" at the end. BadRequest when the client stops too early."""
-        if self.done:
-            return b""
-        data = self._read_chunked(size) if self.chunked else self._read_length(size)
-        self.count += len(data)
-        if self.count > self.max_bytes:
-            raise PayloadTooLarge()
-        return data
-
-    def _read_length(self, size: int) -> bytes:
-        data = self.rfile.read(min(size, self.remaining))
-        if not data:
-            raise BadRequest("The request body ended before its Content-Length.", code="incomplete")
-        self.remaining -= len(data)
-        self.done = self.remaining == 0
-        return data
-
-    def _read_chunked(self, size: int) -> bytes:
-        if self.chunk_left == 0:
-            line = self.rfile.readline(1026)
-            try:
-                self.chunk_left = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("Bad chunked encoding.", code="bad_chunked") from None
-            if self.chunk_left == 0:
-                while self.rfile.readline(8194) not in (b"\r\n", b"\n", b""):
-                    pass  # trailer fields, ignored
-                self.done = True
-                return b""
-        data = self.rfile.read(min(size, self.chunk_left))
-        if not data:
-            raise BadRequest("The request body ended before its last chunk.", code="incomplete")
-        self.chunk_left -= len(data)
-        if self.chunk_left == 0:
-            self.rfile.readline(3)  # the CRLF after the chunk data
-        return data
-
-    def drain(self) -> None:
-        while self.read():
-            pass
+def body_limit_bytes(max_upload_bytes: int) -> int:
+    """The largest request body an upload of `max_upload_bytes` can come in (multipart framing
+    included): larger bodies are refused before they are read, by the workers and by nginx."""
+    return max_upload_bytes + MULTIPART_SLACK_BYTES
 
 
 def clean_name(raw: str) -> str:
@@ -140,31 +96,39 @@ def clean_name(raw: str) -> str:
     return text.strip()[:MAX_NAME_CHARS] or "upload"
 
 
-def receive_raw(body: Body, target: Path, name_header: str | None) -> Upload:
-    """A body that is the image itself (`Content-Type: image/*`), name from `X-Filename`."""
+def receive_raw(body: Body, target: Path, max_file_bytes: int, name_header: str | None) -> Upload:
+    """A body that is the image itself (`Content-Type: image/*`), name from `X-Filename`.
+
+    Raises PayloadTooLarge past `max_file_bytes` (before reading, when Content-Length says so):
+    the body is the file, so it gets no multipart slack. EmptyFile for an empty body.
+    """
+    if body.remaining is not None and body.remaining > max_file_bytes:
+        raise PayloadTooLarge()
     size = 0
     spool = Spool(target)
     try:
         while data := body.read():
-            spool.write(data)
             size += len(data)
+            if size > max_file_bytes:
+                raise PayloadTooLarge()
+            spool.write(data)
     finally:
         spool.close()
     if size == 0:
-        raise BadRequest("The uploaded file is empty.", code="empty_file")
+        raise EmptyFile()
     return Upload(spool, clean_name(unquote(name_header or "")), size)
 
 
 def receive_multipart(body: Body, content_type: str, target: Path, max_file_bytes: int) -> Upload:
     """A `multipart/form-data` body with exactly one file part, preferably named `file`.
 
-    Raises BadRequest (invalid_multipart, missing_file, too_many_files, empty_file) and
-    PayloadTooLarge; the caller removes `target` on error.
+    Raises InvalidMultipart, MissingFile, TooManyFiles, TooManyParts, EmptyFile (400) and
+    PayloadTooLarge (413); the caller removes `target` on error.
     """
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary", b"").decode("latin-1")
     if not _BOUNDARY.match(boundary):
-        raise BadRequest("The multipart body has no valid boundary.", code="invalid_multipart")
+        raise InvalidMultipart("The multipart body has no valid boundary.")
     state = _Form(target, max_file_bytes)
     parser = MultipartParser(boundary, state.callbacks(), max_header_count=8)
     try:
@@ -173,7 +137,7 @@ def receive_multipart(body: Body, content_type: str, target: Path, max_file_byte
                 parser.write(data)
             parser.finalize()
     except MultipartParseError:
-        raise BadRequest("The multipart body is malformed.", code="invalid_multipart") from None
+        raise InvalidMultipart() from None
     return state.result()
 
 
@@ -219,9 +183,7 @@ class _Form:
     def part_begin(self) -> None:
         self.parts += 1
         if self.parts > MAX_PARTS:
-            raise BadRequest(
-                f"At most {MAX_PARTS} form fields are accepted.", code="too_many_parts"
-            )
+            raise TooManyParts(f"At most {MAX_PARTS} form fields are accepted.")
         self.disposition = b""
         self.current = None
 
@@ -233,13 +195,13 @@ class _Form:
     def headers_finished(self) -> None:
         kind, options = parse_options_header(self.disposition)
         if kind != b"form-data":
-            raise BadRequest("A form part has no form-data disposition.", code="invalid_multipart")
+            raise InvalidMultipart("A form part has no form-data disposition.")
         if b"filename" not in options:
             self.current, self.field_bytes = "field", 0
             return
         self.files += 1
         if self.files > 1:
-            raise BadRequest("Send exactly one file per upload.", code="too_many_files")
+            raise TooManyFiles()
         self.current = "file"
         self.file_name = clean_name(options[b"filename"].decode("utf-8", "replace"))
         self.out = Spool(self.target)
@@ -253,20 +215,18 @@ class _Form:
         else:
             self.field_bytes += end - start
             if self.field_bytes > MAX_FIELD_BYTES:
-                raise BadRequest("A form field is too long.", code="invalid_multipart")
+                raise InvalidMultipart("A form field is too long.")
 
     def end(self) -> None:
         self.ended = True
 
     def result(self) -> Upload:
         if not self.ended:
-            raise BadRequest("The multipart body ended too early.", code="invalid_multipart")
+            raise InvalidMultipart("The multipart body ended too early.")
         if self.files == 0:
-            raise BadRequest(
-                "The form has no file; send it in the field 'file'.", code="missing_file"
-            )
+            raise MissingFile()
         if self.file_bytes == 0:
-            raise BadRequest("The uploaded file is empty.", code="empty_file")
+            raise EmptyFile()
         return Upload(self.out, self.file_name, self.file_bytes)
 
 
@@ -278,9 +238,5 @@ def receive(
     if media == "multipart/form-data":
         return receive_multipart(body, content_type, target, max_file_bytes)
     if media.startswith("image/"):
-        return receive_raw(body, target, name_header)
-    raise UnsupportedImage(
-        "Send the image as multipart/form-data (field 'file') or as the body with "
-        "Content-Type: image/*.",
-        code="unsupported_media_type",
-    )
+        return receive_raw(body, target, max_file_bytes, name_header)
+    raise UnsupportedMediaType()

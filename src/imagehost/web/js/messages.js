@@ -15,6 +15,8 @@ const UPLOAD_TITLES = {
   forbidden: "The admin key stored in this browser was refused.",
   storage_full: "The server is out of space.",
   unavailable: "The server is busy.",
+  bad_gateway: "The server could not answer just now.",
+  gateway_timeout: "The server took too long to answer.",
   network: "Could not reach the server.",
   bad_response: "The server gave an answer we could not read.",
   aborted: "Upload cancelled.",
@@ -25,6 +27,8 @@ const UPLOAD_TITLES = {
 const UPLOAD_HINTS = {
   network: "Check your connection, then try again.",
   unavailable: "Try again in a moment.",
+  bad_gateway: "Try again in a moment.",
+  gateway_timeout: "Try again in a moment.",
   auth_required: "Open the management link from the server's log to store the key here.",
   forbidden: "Open the management link again, or forget the key and ask for a new link.",
 };
@@ -36,17 +40,23 @@ export function uploadFailure(error) {
   return { title, detail };
 }
 
+// Codes for which the same upload may work later. The server's own codes here are exactly
+// those errors.py marks retryable (tests/test_errors.py checks); the rest are this page's own
+// (no answer, an unreadable answer, a cancelled upload).
+const RETRYABLE = [
+  "internal_error",
+  "bad_gateway",
+  "unavailable",
+  "gateway_timeout",
+  "network",
+  "server_error",
+  "bad_response",
+  "aborted",
+];
+
 /** Whether trying the same upload again could work. */
 export function isRetryable(error) {
-  return [
-    "network",
-    "unavailable",
-    "internal_error",
-    "server_error",
-    "bad_response",
-    "aborted",
-    "request_timeout",
-  ].includes(error.code);
+  return RETRYABLE.includes(error.code);
 }
 
 /** A sentence for the Images tab when the listing fails. */

@@ -1,38 +1,17 @@
-"""Helpers for the browser tests: test images, axe-core's location, console watching, and the
-JavaScript that builds synthetic drop and paste events."""
+"""For the Chromium tests: files handed to the page, axe-core's location, console watching, and
+the JavaScript that builds synthetic drop and paste events."""
 
 import base64
 import importlib.util
-import io
 import os
 import re
 from pathlib import Path
 
-import requests
-from PIL import Image
+from . import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-
-
-def png_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
-    """A small PNG whose pixels depend on `seed`, so each one is a distinct file."""
-    image = Image.new("RGB", (width, height), ((seed * 47) % 256, (seed * 91) % 256, 160))
-    for x in range(0, width, 8):
-        image.putpixel((x, (seed + x) % height), (255, 255, 255))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
-
-
-def noisy_png_bytes(width: int, height: int) -> bytes:
-    """A PNG that compresses badly, to get a file of a few hundred kilobytes or more."""
-    image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
-    out = io.BytesIO()
-    image.save(out, "PNG", compress_level=0)
-    return out.getvalue()
+SCREENSHOTS = ROOT / "tests" / "screenshots"
 
 
 def file_payload(name: str, data: bytes, mime: str = "image/png") -> dict:
@@ -43,22 +22,6 @@ def file_payload(name: str, data: bytes, mime: str = "image/png") -> dict:
 def js_file(name: str, data: bytes, mime: str = "image/png") -> dict:
     """A file description the page scripts below turn into a File."""
     return {"name": name, "type": mime, "b64": base64.b64encode(data).decode()}
-
-
-def upload_over_http(base_url: str, name: str, data: bytes, **headers: str) -> dict:
-    """Upload as another client would (curl, a script): returns the image object."""
-    response = requests.post(
-        f"{base_url}/api/upload/",
-        files={"file": (name, data, "image/png")},
-        headers=headers,
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def listing(base_url: str, **headers: str) -> requests.Response:
-    return requests.get(f"{base_url}/api/upload/?limit=200", headers=headers, timeout=30)
 
 
 def axe_script() -> Path | None:

@@ -1,0 +1,126 @@
+"""The upload bodies of the benchmark, generated deterministically with Pillow: seeded noise
+tuned to realistic sizes (a 50 KB photo, a 1 MB screenshot, a 4 MB camera JPEG, a small
+animated GIF), the same bytes on every run with one Pillow."""
+
+import io
+import random
+from dataclasses import dataclass
+
+from PIL import Image
+
+SMALL_JPEG = "jpeg-50k"  # the upload of the delivery, listing, scaling and profile stages
+LARGE_JPEG = "jpeg-4m"  # the memory burst's
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """One upload body: its name in the results, the file name and type it is sent with."""
+
+    name: str
+    filename: str
+    content_type: str
+    data: bytes
+    pixels: str
+
+
+def _encode(img: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    img.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def _gradient(size: tuple[int, int]) -> Image.Image:
+    ramp = Image.linear_gradient("L").resize(size)
+    ring = Image.radial_gradient("L").resize(size)
+    return Image.merge("RGB", (ramp, ring, ramp.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+
+
+def _noise(size: tuple[int, int], seed: int, channels: int = 3) -> bytes:
+    return random.Random(seed).randbytes(size[0] * size[1] * channels)
+
+
+def _photo_jpeg(size: tuple[int, int], target: int, seed: int, quality: int) -> bytes:
+    """A JPEG of photo dimensions whose seeded noise is tuned (bisection) to ~`target` bytes."""
+    base = _gradient(size)
+    noise = Image.frombytes("RGB", size, _noise(size, seed))
+    low, high, best = 0.0, 1.0, b""
+    for _ in range(14):
+        alpha = (low + high) / 2
+        data = _encode(Image.blend(base, noise, alpha), "JPEG", quality=quality)
+        if not best or abs(len(data) - target) < abs(len(best) - target):
+            best = data
+        if abs(len(data) - target) < target * 0.02:
+            break
+        low, high = (low, alpha) if len(data) > target else (alpha, high)
+    return best
+
+
+def _screenshot_png(size: tuple[int, int], target: int, seed: int) -> bytes:
+    """A PNG: a smooth gradient with a band of seeded noise rows sized to ~`target` bytes."""
+    width, height = size
+    base = _gradient(size)
+    noise = Image.frombytes("RGB", size, _noise(size, seed))
+
+    def make(rows: int) -> bytes:
+        img = base.copy()
+        img.paste(noise.crop((0, 0, width, rows)), (0, 0))
+        return _encode(img, "PNG")
+
+    rows = max(1, min(height, target // (width * 3)))
+    data = make(rows)
+    for _ in range(3):
+        if abs(len(data) - target) < target * 0.02:
+            break
+        rows = max(1, min(height, round(rows * target / len(data))))
+        data = make(rows)
+    return data
+
+
+def _animated_gif(size: tuple[int, int], frames: int, noise_rows: int, seed: int) -> bytes:
+    width, height = size
+    rng = random.Random(seed)
+    palette = rng.randbytes(768)
+    images = []
+    for frame in range(frames):
+        ramp = bytes((x + frame * 8) // 2 % 256 for x in range(width)) * (height - noise_rows)
+        img = Image.frombytes("P", size, rng.randbytes(width * noise_rows) + ramp)
+        img.putpalette(palette)
+        images.append(img)
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
+    return out.getvalue()
+
+
+def make_fixtures() -> dict[str, Fixture]:
+    """The four upload bodies by name, in the order of the upload table."""
+    fixtures = [
+        Fixture(
+            SMALL_JPEG,
+            "photo.jpg",
+            "image/jpeg",
+            _photo_jpeg((640, 480), 50_000, 1, 85),
+            "640x480",
+        ),
+        Fixture(
+            "png-1m",
+            "screen.png",
+            "image/png",
+            _screenshot_png((1280, 800), 1_000_000, 2),
+            "1280x800",
+        ),
+        Fixture(
+            LARGE_JPEG,
+            "camera.jpg",
+            "image/jpeg",
+            _photo_jpeg((4000, 3000), 4_000_000, 3, 90),
+            "4000x3000",
+        ),
+        Fixture(
+            "gif-anim",
+            "anim.gif",
+            "image/gif",
+            _animated_gif((240, 180), 12, 48, 4),
+            "240x180x12",
+        ),
+    ]
+    return {f.name: f for f in fixtures}

@@ -1,0 +1,168 @@
+"""The ingest pipeline: received bytes → stored original + thumbnail + catalog row + delete token.
+
+Used by the upload handler and by `imagehost check`/`reindex`. It owns the temporary files, the
+commit order and the cleanup: the thumbnail and the original become visible together (store
+commit), then the row is added; a failure at any step removes what earlier steps made, so a
+refused or failed upload leaves no file and no row, and an acknowledged one has both. It knows
+the store and the catalog only by their public methods, not where the bytes end up.
+"""
+
+import datetime
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import formats, images, rights
+from .catalog import Catalog, ImageRow
+from .config import Settings
+from .errors import ImageRejected, UnsupportedImage
+from .store import Store, disk_errors, image_id_of, new_image_id
+from .uploads import Upload
+
+# Decodes at once per worker process. One: a worker per CPU is already running, so a second
+# decode in the same process only competes for the same core and adds its frame buffers to the
+# peak (measured on 2 cores, 2 workers, 8 clients: see PIPELINE_SLOTS in the README's
+# Performance section).
+PIPELINE_SLOTS = 1
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an upload must satisfy, from the settings."""
+
+    allowed_formats: tuple[str, ...]
+    max_pixels: int
+    max_frames: int
+    strip_metadata: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ImageLimits":
+        return cls(
+            settings.allowed_formats,
+            settings.max_image_pixels,
+            settings.max_frames,
+            settings.strip_metadata,
+        )
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An acknowledged upload: its catalog row and the delete token (shown once, never kept)."""
+
+    row: ImageRow
+    delete_token: str
+
+
+def timestamp(moment: datetime.datetime | None = None) -> str:
+    """`created_at` as the catalog keeps it: ISO 8601 UTC with microseconds and a Z."""
+    moment = moment or datetime.datetime.now(datetime.UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Ingest:
+    """The pipeline bound to one store and one catalog."""
+
+    def __init__(self, store: Store, catalog: Catalog, limits: ImageLimits):
+        self.store = store
+        self.catalog = catalog
+        self.limits = limits
+        self.slots = threading.BoundedSemaphore(PIPELINE_SLOTS)
+
+    def upload(self, receive: Callable[[Path], Upload]) -> Stored:
+        """Receive an upload with `receive(spool_path)`, check it, store it, index it.
+
+        `receive` reads the request body (spooling past memory to the path it is given) and
+        raises its own 400/413 refusals. Raises errors.UnsupportedImage (415),
+        errors.ImageRejected (422), errors.StorageFull (507) or errors.ServiceUnavailable
+        (503, catalog busy); whatever is raised, nothing is left behind.
+        """
+        limits = self.limits
+        with (
+            self.store.scratch("upload") as received,
+            self.store.scratch("stored") as stored,
+            self.store.scratch(f"thumb.{formats.THUMBNAIL_EXT}") as thumbnail,
+        ):
+            with disk_errors():
+                upload = receive(received)
+                with self.slots:
+                    info = images.process(
+                        upload.read(),
+                        stored,
+                        thumbnail,
+                        allowed_formats=limits.allowed_formats,
+                        max_pixels=limits.max_pixels,
+                        max_frames=limits.max_frames,
+                        strip_metadata=limits.strip_metadata,
+                    )
+                size = stored.stat().st_size
+            image_id = new_image_id()
+            filename = f"{image_id}.{info.ext}"
+            self.store.commit(stored, thumbnail, filename, image_id)
+        token, token_hash = rights.new_delete_token()
+        row = ImageRow(
+            seq=0,
+            id=image_id,
+            filename=filename,
+            original_name=upload.original_name,
+            content_type=info.content_type,
+            size=size,
+            width=info.width,
+            height=info.height,
+            created_at=timestamp(),
+            delete_token_hash=token_hash,
+        )
+        try:
+            return Stored(self.catalog.add(row), token)
+        except BaseException:
+            self.store.delete(filename)
+            raise
+
+    def index(self, filename: str, original_name: str) -> ImageRow:
+        """Give a stored file that has no row one (check, reindex), and its thumbnail.
+
+        The row has no delete token: only the admin key deletes what nobody uploaded here.
+        `created_at` is the file's modification time. Raises errors.UnsupportedImage or
+        errors.ImageRejected when the file is not an image we accept; nothing is added then.
+        """
+        info = images.inspect(self.store.image_path(filename), max_pixels=self.limits.max_pixels)
+        written = datetime.datetime.fromtimestamp(self.store.mtime(filename), datetime.UTC)
+        row = self.catalog.add(
+            ImageRow(
+                seq=0,
+                id=image_id_of(filename),
+                filename=filename,
+                original_name=original_name,
+                content_type=info.content_type,
+                size=self.store.size(filename),
+                width=info.width,
+                height=info.height,
+                created_at=timestamp(written),
+                delete_token_hash=None,
+            )
+        )
+        if not self.store.has_thumbnail(row.id):
+            self.remake_thumbnail(filename)
+        return row
+
+    def adopt(self, path: Path) -> ImageRow:
+        """Index a file dropped into the image folder under a name we did not make (reindex).
+
+        It is checked first, then renamed to a new stored name. Raises like `index` when it is
+        not an image we accept; the file is then left where it is.
+        """
+        info = images.inspect(path, max_pixels=self.limits.max_pixels)
+        filename = f"{new_image_id()}.{info.ext}"
+        self.store.adopt(path, filename)
+        return self.index(filename, path.name)
+
+    def remake_thumbnail(self, filename: str) -> bool:
+        """Write the thumbnail of a stored image again; False when the original is unreadable
+        (it stays listed, without a thumbnail)."""
+        with self.store.scratch(f"thumb.{formats.THUMBNAIL_EXT}") as temp:
+            try:
+                images.make_thumbnail(self.store.image_path(filename), temp)
+            except (UnsupportedImage, ImageRejected):
+                return False
+            self.store.put_thumbnail(temp, image_id_of(filename))
+        return True

@@ -1,0 +1,232 @@
+"""The formats package on its own: no Pillow inside, and each container walk on known bytes."""
+
+import ast
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagehost import formats
+from imagehost.formats import Corrupt, avif, exif, gif, jpeg, png, webp
+
+PACKAGE = Path(formats.__file__).parent
+TAIL = b"<html><script>alert(document.cookie)</script></html>"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth (inside functions too), relative ones as
+    written (".base")."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+def encoded(fmt: str, size=(40, 30), **params) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, "teal").save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def joined(pieces) -> bytes:
+    return b"".join(bytes(p) for p in pieces)
+
+
+def png_chunk(ctype: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(ctype + payload)
+    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
+
+
+@pytest.mark.parametrize("module", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_no_module_of_formats_imports_pil(module):
+    """images.py is the only importer of Pillow; the container code stays plain Python."""
+    assert not {m for m in imported_modules(module) if m == "PIL" or m.startswith("PIL.")}
+
+
+def test_container_modules_import_only_the_stdlib_and_the_shared_modules():
+    """base and exif import no sibling, the others only those two: no cycle through __init__."""
+    for module in PACKAGE.glob("*.py"):
+        relative = {m for m in imported_modules(module) if m.startswith(".")}
+        if module.stem in ("base", "exif"):
+            assert relative == set(), module.name
+        elif module.stem != "__init__":
+            assert relative <= {".base", ".exif"}, module.name
+
+
+def test_every_format_has_a_rewriter_and_sniffs_as_itself():
+    samples = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF"}
+    assert tuple(samples) == formats.NAMES
+    for name, pil_name in samples.items():
+        found = formats.sniff(encoded(pil_name)[:512])
+        assert found is formats.FORMATS[name]
+        assert found.pil_name == pil_name and callable(found.rewrite)
+
+
+@pytest.mark.parametrize(
+    "module, pil_name",
+    [(jpeg, "JPEG"), (png, "PNG"), (gif, "GIF"), (webp, "WEBP")],
+    ids=["jpeg", "png", "gif", "webp"],
+)
+@pytest.mark.parametrize("strip", [False, True], ids=["copy", "strip"])
+def test_rewrite_drops_bytes_after_the_end_marker(module, pil_name, strip):
+    data = encoded(pil_name)
+    assert joined(module.rewrite(data + TAIL, strip, None)) == joined(
+        module.rewrite(data, strip, None)
+    )
+    if not strip:  # a copy of a clean file is the file itself
+        assert joined(module.rewrite(data + TAIL, strip, None)) == data
+
+
+def test_avif_image_end_is_where_the_boxes_end_and_rewrite_cuts_nothing():
+    data = encoded("AVIF")
+    assert avif.image_end(data + TAIL) == len(data)
+    assert joined(avif.rewrite(data + TAIL, False, None)) == data + TAIL
+
+
+@pytest.mark.parametrize(
+    "module, pil_name, marker",
+    [(jpeg, "JPEG", b"\xff\xd9"), (png, "PNG", png_chunk(b"IEND", b"")), (gif, "GIF", b"\x3b")],
+    ids=["jpeg EOI", "png IEND", "gif trailer"],
+)
+def test_a_missing_end_marker_is_added(module, pil_name, marker):
+    data = encoded(pil_name)
+    assert data.endswith(marker)
+    assert joined(module.rewrite(data[: -len(marker)], True, None)) == data
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_minimal_exif_holds_the_orientation_only(orientation):
+    block = exif.minimal_tiff(orientation)
+    assert exif.read_orientation(block) == orientation
+    assert exif.read_orientation(b"Exif\x00\x00" + block) == orientation
+    assert len(block) == 26  # header, one IFD0 entry, no next IFD
+
+
+def test_minimal_exif_without_orientation_is_an_empty_ifd():
+    assert exif.minimal_tiff(None) == exif.minimal_tiff(1)
+    assert exif.read_orientation(exif.minimal_tiff(None)) is None
+
+
+def test_orientation_reader_takes_little_endian_and_long_values():
+    entry = struct.pack("<HHII", exif.ORIENTATION_TAG, 4, 1, 8)  # LONG, as some writers do
+    block = b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+    assert exif.read_orientation(block) == 8
+    assert exif.read_orientation(block[:14]) is None  # IFD cut short
+    assert exif.read_orientation(b"not a tiff at all") is None
+
+
+def test_jpeg_strip_drops_the_comment_and_writes_the_orientation_after_jfif():
+    data = encoded("JPEG", comment=b"SECRET")
+    assert data[2:4] == b"\xff\xe0" and data[6:11] == b"JFIF\x00" and b"SECRET" in data
+    stored = joined(jpeg.rewrite(data, True, 6))
+    app1 = 4 + int.from_bytes(data[4:6], "big")  # right after the JFIF APP0 segment
+    assert stored[:app1] == data[:app1] and stored[app1 : app1 + 2] == b"\xff\xe1"
+    assert stored[app1 + 4 : app1 + 10] == b"Exif\x00\x00"
+    assert b"SECRET" not in stored
+    with Image.open(io.BytesIO(stored)) as im:
+        assert im.getexif()[exif.ORIENTATION_TAG] == 6
+        assert im.size == (40, 30)
+
+
+def test_jpeg_segment_running_past_the_end_is_corrupt():
+    data = bytearray(encoded("JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 2 : sof + 4] = struct.pack(">H", 0xFFFF)
+    with pytest.raises(Corrupt):
+        list(jpeg.rewrite(bytes(data), True, None))
+
+
+def test_png_check_is_fatal_only_for_a_critical_chunk_crc():
+    data = encoded("PNG")
+    ihdr_end = 8 + 25
+    text = bytearray(png_chunk(b"tEXt", b"Comment\x00SECRET"))
+    text[-1] ^= 0xFF  # ancillary chunk, bad CRC: tolerated, and dropped when scrubbing
+    with_text = data[:ihdr_end] + bytes(text) + data[ihdr_end:]
+    png.check(with_text)
+    assert joined(png.rewrite(with_text, True, None)) == data
+    broken_ihdr = bytearray(data)
+    broken_ihdr[ihdr_end - 1] ^= 0xFF
+    with pytest.raises(Corrupt, match="IHDR"):
+        png.check(bytes(broken_ihdr))
+
+
+def test_png_strip_writes_exif_after_ihdr():
+    data = encoded("PNG")
+    stored = joined(png.rewrite(data, True, 3))
+    assert stored[8 + 25 + 4 : 8 + 25 + 8] == b"eXIf"
+    with Image.open(io.BytesIO(stored)) as im:
+        assert im.getexif()[exif.ORIENTATION_TAG] == 3
+
+
+GIF_HEAD = b"GIF89a" + struct.pack("<HHBBB", 2, 2, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+
+
+def gif_frame(left: int, top: int, width: int, height: int) -> bytes:
+    return b"\x2c" + struct.pack("<HHHHB", left, top, width, height, 0) + b"\x02\x02\x44\x01\x00"
+
+
+def test_gif_frame_canvases_grow_with_frames_past_the_screen():
+    data = GIF_HEAD + gif_frame(0, 0, 1, 1) + gif_frame(3, 1, 4, 2) + gif_frame(0, 0, 1, 1) + b";"
+    assert list(gif.frame_canvases(data)) == [(2, 2), (7, 3), (7, 3)]
+
+
+def test_gif_frame_walk_is_lazy_and_refuses_a_gif_without_frames():
+    truncated = GIF_HEAD + gif_frame(0, 0, 1, 1) + gif_frame(0, 0, 1, 1)[:-3]
+    walk = gif.frame_canvases(truncated)
+    assert next(walk) == (2, 2)  # the first frame is seen before the broken second one
+    with pytest.raises(Corrupt):
+        next(walk)
+    with pytest.raises(Corrupt, match="without a frame"):
+        list(gif.frame_canvases(GIF_HEAD + b";"))
+
+
+def test_gif_strip_drops_comments_keeps_frames():
+    comment = b"\x21\xfe\x06SECRET\x00"
+    data = GIF_HEAD + comment + gif_frame(0, 0, 1, 1) + b";"
+    assert joined(gif.rewrite(data, True, None)) == GIF_HEAD + gif_frame(0, 0, 1, 1) + b";"
+    assert joined(gif.rewrite(data, False, None)) == data
+
+
+@pytest.mark.parametrize(
+    "params", [{"lossless": True}, {"lossless": False}, {"exif": b"Exif\x00\x00MM\x00*"}]
+)
+def test_webp_header_canvas_agrees_with_pillow(params):
+    data = encoded("WEBP", size=(123, 45), **params)
+    assert webp.header_canvas(data[:512]) == (123, 45)
+
+
+def test_webp_strip_clears_the_exif_flag_and_writes_the_orientation():
+    data = encoded("WEBP", exif=Image.Exif().tobytes())  # an EXIF chunk needs VP8X
+    assert data[12:16] == b"VP8X" and data[20] & 0x08
+    stored = joined(webp.rewrite(data, True, None))
+    assert b"EXIF" not in stored and not stored[20] & 0x08
+    assert int.from_bytes(stored[4:8], "little") == len(stored) - 8
+    with_orientation = joined(webp.rewrite(data, True, 5))
+    assert with_orientation[20] & 0x08
+    with Image.open(io.BytesIO(with_orientation)) as im:
+        assert im.getexif()[exif.ORIENTATION_TAG] == 5
+
+
+def test_webp_riff_size_past_the_end_is_corrupt():
+    data = bytearray(encoded("WEBP"))
+    data[4:8] = struct.pack("<I", len(data))  # 8 bytes more than there are
+    with pytest.raises(Corrupt, match="truncated RIFF"):
+        webp.check(bytes(data))
+
+
+def test_avif_strip_blanks_the_exif_item_in_place():
+    secret = Image.Exif()
+    secret[0x010E] = "SECRET DESCRIPTION"  # ImageDescription
+    data = encoded("AVIF", exif=secret.tobytes())
+    assert b"SECRET DESCRIPTION" in data
+    stored = joined(avif.rewrite(data, True, None))
+    assert len(stored) == len(data) and b"SECRET DESCRIPTION" not in stored
+    with Image.open(io.BytesIO(stored)) as im:
+        im.load()
+        assert im.size == (40, 30)
