@@ -96,7 +96,6 @@ def _frame_name(frame: str) -> str:
     return f"{file}:{name}" if file else name
 
 
-
 def summary(found: dict) -> str:
     """profile_uploads' result as text: the load, then the top functions by share."""
     lines = [

@@ -23,7 +23,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 from imagehost.formats import FORMATS, IMAGE_NAME_PATTERN, THUMB_NAME_PATTERN
 from imagehost.front import TEMPLATE, find_nginx, nginx_argv
 from imagehost.workers import descendants
-from tests.support.stack import free_port_range
+from tests.support.stack import free_port_range, terminate
 
 # What clear_stored removes: stored originals, and their thumbnails in thumbs/.
 ORIGINAL_NAME = re.compile(rf"{IMAGE_NAME_PATTERN}\Z")
@@ -72,7 +71,10 @@ def cpu_seconds(pid: int) -> float:
 
 def clear_stored(images_dir: Path) -> None:
     """Remove stored originals and thumbnails (not rows) so long runs stay small on disk."""
-    for folder, stored_name in ((images_dir, ORIGINAL_NAME), (images_dir / "thumbs", THUMBNAIL_NAME)):
+    for folder, stored_name in (
+        (images_dir, ORIGINAL_NAME),
+        (images_dir / "thumbs", THUMBNAIL_NAME),
+    ):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
@@ -167,13 +169,7 @@ class BareNginx:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self, timeout: float = 10) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # nginx: fast shutdown
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, timeout)  # SIGTERM: nginx's fast shutdown
 
 
 def start_bare_nginx(root: Path, images_dir: Path, max_body: str = "10m") -> BareNginx:

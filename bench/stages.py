@@ -232,7 +232,7 @@ class Bench:
         fixture = self.fixtures[SMALL_JPEG]
         up = self.up("listing", self.workers)
         real = uploaded(up.url, fixture.data, fixture.filename, fixture.content_type)
-        catalog = Catalog(up.data_dir / "catalog.sqlite3")
+        catalog = Catalog.in_data_dir(up.data_dir)
         self.cleanup.callback(catalog.close)
         template = asdict(catalog.get(real["filename"]))
         total, sizes = 1, []

@@ -229,6 +229,32 @@ def test_content_length_over_limit_refused_before_body(serve_factory):
     check_clean(running)
 
 
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("kind", ["raw", "multipart"])
+def test_upload_limit_is_exact_for_raw_and_multipart_bodies(serve_factory, kind, framing):
+    """A file of MAX_UPLOAD_MB + 1 KiB is refused 413 however it is sent; one of exactly
+    MAX_UPLOAD_MB passes the size check (and is then refused as what it is: not an image)."""
+    running = serve_factory(MAX_UPLOAD_MB="1")
+    limit = 1024 * 1024
+    for size, status, code in ((limit + 1024, 413, "too_large"), (limit, 415, "unsupported_type")):
+        data = b"\0" * size
+        if kind == "raw":
+            body, ctype = data, "image/png"
+        else:
+            body, ctype = multipart([("file", "a.png", data)]), MULTIPART_TYPE
+        headers = {"Content-Type": ctype}
+        if framing == "chunked":
+            resp = requests.post(
+                f"{running.url}/api/upload/", data=iter([body]), headers=headers, timeout=30
+            )
+        else:
+            resp = requests.post(
+                f"{running.url}/api/upload/", data=body, headers=headers, timeout=30
+            )
+        assert_error(resp, status, code)
+    check_clean(running)
+
+
 def test_chunked_body_over_limit_is_cut(serve_factory):
     running = serve_factory(MAX_UPLOAD_MB="1")
     body = chunked(b"x" * 65536 * 40)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -258,33 +259,52 @@ class DroppingWorker:
                     self.methods.append(data.split(b" ", 1)[0].decode())
 
 
-@pytest.mark.nginx
-def test_only_idempotent_requests_are_retried_on_another_worker(tmp_path):
-    nginx = front.find_nginx()
-    start_port = free_port_range(2)
+@pytest.fixture
+def nginx_before_dying_workers(tmp_path) -> Iterator[tuple[str, list[DroppingWorker]]]:
+    """The rendered nginx in front of two DroppingWorkers: (its URL, the workers)."""
     settings = settings_for(
         tmp_path,
         WEB_SERVER_WORKERS="2",
-        WEB_SERVER_START_PORT=str(start_port),
+        WEB_SERVER_START_PORT=str(free_port_range(2)),
         PORT=str(free_port_range(1)),
     )
     workers = [DroppingWorker(port) for port in settings.worker_ports]
     conf = front.prepare_runtime(settings)
-    proc = subprocess.Popen(front.nginx_argv(nginx, conf))
+    proc = subprocess.Popen(front.nginx_argv(front.find_nginx(), conf))
     try:
-        url = f"http://127.0.0.1:{settings.port}"
         wait_for(lambda: accepts(settings.port), what="nginx")
-        post = requests.post(f"{url}/api/upload/", data=b"x" * 100, timeout=10)
-        assert_error(post, 502, "bad_gateway")
-        assert sorted(m for w in workers for m in w.methods) == ["POST"]  # not sent twice
-        get = requests.get(f"{url}/api/upload/", timeout=10)
-        assert_error(get, 502, "bad_gateway")
-        assert [w.methods.count("GET") for w in workers] == [1, 1]  # tried on each
+        yield f"http://127.0.0.1:{settings.port}", workers
     finally:
         proc.terminate()
         proc.wait(10)
         for worker in workers:
             worker.sock.close()
+
+
+@pytest.mark.nginx
+def test_only_idempotent_requests_are_retried_on_another_worker(nginx_before_dying_workers):
+    url, workers = nginx_before_dying_workers
+    post = requests.post(f"{url}/api/upload/", data=b"x" * 100, timeout=10)
+    assert_error(post, 502, "bad_gateway")
+    assert sorted(m for w in workers for m in w.methods) == ["POST"]  # not sent twice
+    get = requests.get(f"{url}/api/upload/", timeout=10)
+    assert_error(get, 502, "bad_gateway")
+    assert [w.methods.count("GET") for w in workers] == [1, 1]  # tried on each
+
+
+@pytest.mark.nginx
+def test_a_delete_is_never_passed_to_a_second_worker(nginx_before_dying_workers):
+    """A worker that dies mid-delete may have deleted already: a second worker would answer
+    404 for a delete that worked. nginx answers 502 instead and sends it to one worker only."""
+    url, workers = nginx_before_dying_workers
+    for attempt in range(2):
+        gone = requests.delete(
+            f"{url}/api/upload/AbCdEfGhIjKlMnOp.png?x=1",
+            headers={"X-Delete-Token": "t"},
+            timeout=10,
+        )
+        assert_error(gone, 502, "bad_gateway")
+        assert sorted(m for w in workers for m in w.methods) == ["DELETE"] * (attempt + 1)
 
 
 # --- `imagehost up` with real nginx ----------------------------------------------------------

@@ -49,7 +49,7 @@ from support.images import (
 from support.stack import start_stack, stop_stack
 
 import imagehost
-from imagehost import rights
+from imagehost import formats, rights
 
 KINDS = [pytest.param("serve"), pytest.param("up", marks=pytest.mark.nginx)]
 ADMIN_KEY = "hostile-admin-key-" + "k" * 24
@@ -812,13 +812,7 @@ def test_secret_comparisons_are_timing_safe():
 
 # --- served files --------------------------------------------------------------------------
 
-FORMATS = [
-    ("PNG", "image/png"),
-    ("JPEG", "image/jpeg"),
-    ("GIF", "image/gif"),
-    ("WEBP", "image/webp"),
-    ("AVIF", "image/avif"),
-]
+FORMATS = [(f.pil_name, f.content_type) for f in formats.FORMATS.values()]
 
 
 def test_every_image_answer_is_an_image(stack):

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence, PngImagePlugin
+from support.images import gif_with_frames, png_chunk
 
-from imagehost import errors, images
+from imagehost import errors, formats, images
 
-ALL_FORMATS = ("jpeg", "png", "gif", "webp", "avif")
+ALL_FORMATS = formats.NAMES
 LIMITS = dict(allowed_formats=ALL_FORMATS, max_pixels=50_000_000, max_frames=1000)
 
 # Personal data planted in the fixtures; none of it may reach the stored file.
@@ -113,11 +114,6 @@ def make_jpeg(path: Path, orientation: int = 6, size=(480, 640)) -> Path:
     data = buf.getvalue()
     path.write_bytes(data[:2] + app13_iptc() + data[2:])
     return path
-
-
-def png_chunk(ctype: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(ctype + payload)
-    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
 
 
 def make_png(path: Path, orientation: int = 6, mode="RGB") -> Path:
@@ -515,11 +511,6 @@ def craft_png_header(width: int, height: int) -> bytes:
 
 GIF_HEAD = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
 GIF_FRAME = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
-
-
-def gif_with_frames(count: int) -> bytes:
-    """A valid GIF of `count` 1x1 frames: 15 bytes each, so 100,000 fit in 1.5 MB."""
-    return GIF_HEAD + GIF_FRAME * count + b"\x3b"
 
 
 def gif_with_huge_frame() -> bytes:

@@ -14,6 +14,8 @@ import requests
 from support.images import image_bytes, pixels
 from support.stack import start_stack, stop_stack
 
+from imagehost import formats
+
 pytestmark = [pytest.mark.load, pytest.mark.nginx]
 
 UPLOADS = 1000
@@ -21,12 +23,8 @@ CLIENTS = 32
 WORKERS = 4
 LIST_EVERY = 5  # a client lists after every 5th of its uploads
 DELETE_EVERY = 8  # and deletes one of its own after every 8th
-FORMATS = [
-    ("PNG", "image/png"),
-    ("GIF", "image/gif"),
-    ("WEBP", "image/webp"),
-    ("JPEG", "image/jpeg"),
-]
+# The formats the load mixes: all but AVIF, which has its own tests (test_images, test_hostile).
+FORMATS = [(f.pil_name, f.content_type) for f in formats.FORMATS.values() if f.name != "avif"]
 
 
 def _source(index: int) -> tuple[bytes, str]:

@@ -1,18 +1,22 @@
 """Image host: upload, share, list and delete images.
 
-__main__     the command line: serve, up, worker(s), nginx-config, check, reindex, settings
+__main__     the command line, and where the application is assembled (serve, worker, up …)
 config       the settings table: name, default, help; parsed and validated once
-errors       error types (status + code) and the JSON error body
-server       the only module importing http.server: request → router → response
+errors       the error-code catalogue: one class per code, with status and sentence
+headers      security and caching headers per kind of response, for serve and nginx alike
+messages     Request, Response and body framing: what server and api share
+server       the only module importing http.server: bytes → Request → handler → Response
 routing      the route matcher: match / wrong method (405 + Allow) / none (404)
-api          the route table and thin handlers
+api          the route table and thin handlers: parse the request, call the domain, answer
 openapi      the OpenAPI description, built from the route table
-uploads      the only module importing python_multipart: streaming bodies to disk
-images       the only module importing PIL: detect, verify, scrub, thumbnail
-store        image files: names, temporary files, atomic writes, deletes
+uploads      the only module importing python_multipart: size limits, spooling the file
+ingest       the pipeline: bytes → stored original + thumbnail + catalog row + delete token
+images       the only module importing PIL: detect, verify, scrub dispatch, thumbnail
+formats/     the formats registry (name, ext, type, sniffer) and one module per container
+store        image files: names, temporary files, atomic commits and deletes
 catalog      all SQL: the SQLite catalog, numbered migrations
 rights       admin key, delete tokens, UPLOADS/LISTING policies
-maintenance  check and reindex: repair drift between catalog and disk
+maintenance  check and reindex: repair drift between catalog and store
 workers      the supervisor of worker processes (and nginx)
 front        the nginx config template, rendering it, running nginx (`up`)
 logs         logging to the console and a shared, rotated app.log

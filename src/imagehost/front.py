@@ -149,10 +149,7 @@ def render(
             raise ConfigError("PORT=0: nginx needs a fixed port to listen on")
         paths = paths or local_paths(settings)
         listen = _address(settings.host, settings.port)
-        # A worker bound to every interface is still reached over loopback.
-        upstream_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
-            settings.worker_host, settings.worker_host
-        )
+        upstream_host = _connect_host(settings.worker_host)
         user_line = _user_directive() if user is None else user
     for name, value in (("HOST", settings.host), ("WORKER_HOST", settings.worker_host)):
         if not _HOST.match(value):
@@ -388,6 +385,8 @@ def front_url(settings: Settings) -> str:
 
 
 def _connect_host(host: str) -> str:
+    """The address to connect to for one a socket is bound to: a socket bound to every
+    interface is reached over loopback."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 

@@ -1,9 +1,12 @@
-"""The HTTP layer, and the only module that imports http.server: request → router → response.
+"""The HTTP layer, and the only module that imports http.server: bytes → Request → handler →
+Response → bytes.
 
-Each worker is a ThreadingHTTPServer speaking HTTP/1.1 with keep-alive. A reaper thread
-enforces REQUEST_TIMEOUT on every request from its first byte to its last, so a client that
-trickles bytes (slowloris) cannot hold a thread forever; an idle keep-alive connection is
-closed by the socket timeout. Every error becomes the JSON shape of errors.error_body here.
+It knows the application only as a callable (`Handle`, which __main__ binds to api.App.handle)
+and its `Options`; it imports neither api nor front. Each worker is a ThreadingHTTPServer
+speaking HTTP/1.1 with keep-alive. A reaper thread enforces REQUEST_TIMEOUT on every request
+from its first byte to its last, so a client that trickles bytes (slowloris) cannot hold a
+thread forever; an idle keep-alive connection is closed by the socket timeout. Every error
+becomes the JSON shape of errors.error_body here, through messages.Response.error.
 """
 
 import contextlib

@@ -145,14 +145,19 @@ class Running:
 
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM, then SIGKILL after `timeout` seconds; the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
+
+
+def terminate(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM `proc` (if still running), SIGKILL it after `timeout` seconds; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
 
 
 def base_env(root: Path, **overrides: str) -> dict[str, str]:

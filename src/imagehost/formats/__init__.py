@@ -7,7 +7,7 @@ route and store name patterns, OpenAPI, the nginx template's image location and 
 tests and the benchmark — is derived from FORMATS. No module of this package imports Pillow
 (tests/test_formats.py checks): images.py decodes, these modules only walk containers.
 
-base     Corrupt (what every walk raises on broken bytes) and the frame ceiling
+base     Corrupt (what every walk raises on broken bytes) and the pixel and frame ceilings
 exif     the minimal EXIF block written back, the IFD0 orientation reader
 jpeg     marker segments: scrub, cut after EOI
 png      chunks: CRC check, scrub, cut after IEND
