@@ -5,6 +5,7 @@ optional `.env` file. The same table drives `imagehost settings`, `.env.sample` 
 """
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -67,6 +68,48 @@ def _key(raw: str) -> str:
     return value
 
 
+def _database_url(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be empty (SQLite in DATA_DIR) or a postgresql:// URL")
+    return value
+
+
+def _endpoint(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value and not re.match(r"^https?://[A-Za-z0-9.\[\]:-]+$", value):
+        raise ValueError("must be http(s)://host[:port], without a path")
+    return value
+
+
+def _bucket(raw: str) -> str:
+    value = raw.strip()
+    # S3's bucket naming rules (lowercase, digits, dots, hyphens), which also keep it safe in
+    # the nginx config and in URLs.
+    if value and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", value):
+        raise ValueError("must be a valid S3 bucket name (3-63 of a-z 0-9 . -)")
+    return value
+
+
+def _backends(raw: str) -> tuple[str, ...]:
+    """`host:port[-port],…` → ("host:port", …), each range expanded."""
+    out = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        found = re.match(
+            r"^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]):(\d{1,5})(?:-(\d{1,5}))?$", item
+        )
+        if not found:
+            raise ValueError("must be host:port or host:first-last, separated by commas")
+        host, first = found[1], int(found[2])
+        last = int(found[3] or first)
+        if not 1 <= first <= last <= 65535 or last - first >= 64:
+            raise ValueError("ports must be 1-65535, first <= last, at most 64 in a range")
+        out += [f"{host}:{port}" for port in range(first, last + 1)]
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -74,6 +117,7 @@ class Setting:
     help: str
     parse: Callable[[str], object] = str
     aliases: tuple[str, ...] = ()
+    secret: bool = False  # never printed, not even in an error about it
 
 
 def _cpu_count() -> str:
@@ -150,6 +194,50 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "LOG_FORMAT", "text", "text, or json for one JSON object per line", _choice("text", "json")
     ),
+    Setting(
+        "DATABASE_URL",
+        "",
+        "empty: the catalog is SQLite in DATA_DIR; postgresql://user:pass@host:port/db: PostgreSQL",
+        _database_url,
+        secret=True,
+    ),
+    Setting(
+        "STORAGE",
+        "local",
+        "local: image files in IMAGES_DIR; s3: objects in S3_BUCKET",
+        _choice("local", "s3"),
+    ),
+    Setting(
+        "S3_ENDPOINT_URL", "", "with STORAGE=s3: the S3 server, http(s)://host[:port]", _endpoint
+    ),
+    Setting("S3_BUCKET", "", "with STORAGE=s3: the bucket (it must exist)", _bucket),
+    Setting("S3_REGION", "us-east-1", "with STORAGE=s3: the bucket's region"),
+    Setting(
+        "S3_ACCESS_KEY_ID",
+        "",
+        "with STORAGE=s3: the access key",
+        aliases=("AWS_ACCESS_KEY_ID",),
+        secret=True,
+    ),
+    Setting(
+        "S3_SECRET_ACCESS_KEY",
+        "",
+        "with STORAGE=s3: the secret key",
+        aliases=("AWS_SECRET_ACCESS_KEY",),
+        secret=True,
+    ),
+    Setting(
+        "S3_PATH_STYLE",
+        "true",
+        "with STORAGE=s3: true: endpoint/bucket/key; false: bucket.endpoint/key",
+        _bool,
+    ),
+    Setting(
+        "BACKENDS",
+        "",
+        "for up/nginx-config: other nodes' workers, host:port[-port],… balanced with this node's",
+        _backends,
+    ),
 )
 
 
@@ -175,6 +263,15 @@ class Settings:
     request_timeout: int
     log_level: str
     log_format: str
+    database_url: str
+    storage: str
+    s3_endpoint_url: str
+    s3_bucket: str
+    s3_region: str
+    s3_access_key_id: str
+    s3_secret_access_key: str
+    s3_path_style: bool
+    backends: tuple[str, ...]
 
     @property
     def max_upload_bytes(self) -> int:
@@ -226,8 +323,13 @@ def load(
             values[setting.name.lower()] = setting.parse(raw)
         except ValueError as exc:
             reason = str(exc) if "must" in str(exc) else "is not valid"
-            raise ConfigError(f"{setting.name}={raw!r}: {reason}") from None
+            shown = setting.name if setting.secret else f"{setting.name}={raw!r}"
+            raise ConfigError(f"{shown}: {reason}") from None
     settings = Settings(**values)
+    if settings.storage == "s3":
+        for name in ("S3_ENDPOINT_URL", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+            if not getattr(settings, name.lower()):
+                raise ConfigError(f"{name}: must be set with STORAGE=s3")
     last_port = settings.web_server_start_port + settings.web_server_workers - 1
     if last_port > 65535:
         raise ConfigError(

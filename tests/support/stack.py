@@ -37,6 +37,11 @@ _SETTING_PREFIXES = (
     "REQUEST_TIMEOUT",
     "HOST",
     "PORT",
+    "DATABASE_URL",
+    "STORAGE",
+    "S3_",
+    "AWS_",
+    "BACKENDS",
 )
 
 T = TypeVar("T")
