@@ -36,6 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import errors, formats, headers, logs, rights
 from .config import Settings
@@ -71,6 +72,11 @@ NGINX_ERRORS: dict[int, type[errors.ApiError]] = {
 }
 # Only files are ever refused a method by nginx itself (/api/ passes every method on).
 _ERROR_EXTRA_HEADERS = {errors.MethodNotAllowed: {"Allow": "GET, HEAD"}}
+# STORAGE=s3: how long nginx serves a cached image before asking the bucket again (a cheap
+# conditional GET, 304 while it exists). So a deleted image may be served from nginx's cache for
+# up to this long after the delete; every other answer is immediate.
+S3_CACHE_VALID = "60s"
+_MODE_BLOCK = re.compile(r"^[ \t]*# @@BEGIN (\w+)@@\n(.*?)^[ \t]*# @@END \1@@\n", re.M | re.S)
 # Settings land in the config text: nothing that could end a directive or start a variable.
 _HOST = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")
 _UNSAFE_IN_PATH = re.compile(r"[\s\"';{}$\\#]")
@@ -165,10 +171,9 @@ def render(
                 f"{name}={value!r}: nginx paths cannot contain quotes, spaces, "
                 "$, ;, braces or backslashes"
             )
-    upstream = "\n".join(
-        f"        server {_address(upstream_host, port)} max_fails=0;"
-        for port in settings.worker_ports
-    )
+    servers = [_address(upstream_host, port) for port in settings.worker_ports]
+    servers += list(settings.backends)
+    upstream = "\n".join(f"        server {server} max_fails=0;" for server in servers)
     values = {
         "USER": user_line,
         "PID_FILE": paths.pid_file,
@@ -184,7 +189,10 @@ def render(
         "UPSTREAM_IDLE_TIMEOUT": str(max(1, settings.request_timeout // 2)),
     }
     values.update(_derived_values())
-    text = TEMPLATE.read_text()
+    values.update(_bucket_values(settings))
+    text = _MODE_BLOCK.sub(
+        lambda block: block[2] if block[1] == settings.storage else "", TEMPLATE.read_text()
+    )
     for name, value in values.items():
         text = text.replace(f"@@{name}@@", value)
     if "@@" in text:
@@ -213,6 +221,32 @@ def _derived_values() -> dict[str, str]:
         "ERROR_LOCATIONS": "\n".join(
             _error_location(error) for error in dict.fromkeys(NGINX_ERRORS.values())
         ).strip(),
+    }
+
+
+def _bucket_values(settings: Settings) -> dict[str, str]:
+    """Where nginx fetches images from in STORAGE=s3: the endpoint, path-style
+    (endpoint/bucket/key) or virtual-host style (bucket.endpoint/key)."""
+    if settings.storage != "s3":
+        return {}
+    parts = urlsplit(settings.s3_endpoint_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not settings.s3_path_style:
+        host = f"{settings.s3_bucket}.{host}"
+    if not _HOST.match(host):
+        raise ConfigError(f"S3_ENDPOINT_URL={settings.s3_endpoint_url!r}: not a host nginx can use")
+    default_port = port == (443 if parts.scheme == "https" else 80)
+    return {
+        "S3_SCHEME": parts.scheme,
+        "S3_SERVER": _address(host, port),
+        "S3_HOST": host if default_port else _address(host, port),
+        "S3_SNI": host,
+        "S3_PATH_PREFIX": f"/{settings.s3_bucket}" if settings.s3_path_style else "",
+        "S3_CACHE_VALID": S3_CACHE_VALID,
+        "IMAGE_TYPE_MAP": "\n        ".join(
+            f"~\\.{f.ext}$ {f.content_type};" for f in formats.FORMATS.values()
+        ),
     }
 
 
