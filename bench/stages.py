@@ -16,7 +16,8 @@ from pathlib import Path
 
 import requests
 
-from imagehost.catalog import Catalog, ImageRow
+from imagehost import config
+from imagehost.catalog import ImageRow, open_catalog
 from tests.support.http import UPLOAD_PATH, uploaded
 from tests.support.stack import Running, start_stack, stop_stack, worker_pids
 
@@ -232,7 +233,7 @@ class Bench:
         fixture = self.fixtures[SMALL_JPEG]
         up = self.up("listing", self.workers)
         real = uploaded(up.url, fixture.data, fixture.filename, fixture.content_type)
-        catalog = Catalog.in_data_dir(up.data_dir)
+        catalog = open_catalog(config.load(up.env, env_file=None))  # the stack's own catalog
         self.cleanup.callback(catalog.close)
         template = asdict(catalog.get(real["filename"]))
         total, sizes = 1, []

@@ -59,3 +59,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "load" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory) -> Iterator:
+    """One real S3 server (SeaweedFS `weed mini`) for the session, with an `images` bucket;
+    skipped without the binary (failed when IMAGEHOST_REQUIRE_ALL=1)."""
+    from support.seaweed import SEAWEED_MISSING, seaweed_present, start_seaweed
+
+    need("SeaweedFS", seaweed_present(), SEAWEED_MISSING)
+    running = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator:
+    """A factory of DATABASE_URLs, each a new empty database in one throwaway PostgreSQL
+    cluster for the session; skipped without Debian's postgresql (failed when
+    IMAGEHOST_REQUIRE_ALL=1)."""
+    from support.postgres import POSTGRES_MISSING, postgres_present, start_cluster
+
+    need("PostgreSQL", postgres_present(), POSTGRES_MISSING)
+    cluster = start_cluster()
+    yield cluster.new_database
+    cluster.remove()
+
+
+@pytest.fixture
+def postgres_cluster() -> Iterator:
+    """A factory of PostgreSQL clusters of the test's own (to stop and start), each removed
+    afterwards; same skip rule as `postgres`."""
+    from support.postgres import POSTGRES_MISSING, postgres_present, start_cluster
+
+    need("PostgreSQL", postgres_present(), POSTGRES_MISSING)
+    started = []
+
+    def make():
+        started.append(start_cluster())
+        return started[-1]
+
+    yield make
+    for cluster in started:
+        cluster.remove()

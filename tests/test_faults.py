@@ -26,7 +26,8 @@ from support.http import assert_error, listed, upload
 from support.images import image_bytes, noise_png, pixels
 from support.stack import start, start_stack, stop_stack
 
-from imagehost import api, config, errors, messages, store, uploads
+from imagehost import api, config, errors, messages, uploads
+from imagehost.store import local as store
 
 KINDS = [pytest.param("serve"), pytest.param("up", marks=pytest.mark.nginx)]
 

@@ -24,10 +24,11 @@ from support.http import assert_error, uploaded
 from support.images import image_bytes
 from support.stack import start_stack, stop_stack
 
-from imagehost import api, config, messages, openapi, store, uploads
+from imagehost import api, config, messages, openapi, uploads
 from imagehost.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge
 from imagehost.formats import IMAGE_NAME_PATTERN
 from imagehost.routing import Router
+from imagehost.store import local as store
 
 # --- schemathesis ----------------------------------------------------------------------------
 

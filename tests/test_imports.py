@@ -98,3 +98,5 @@ def test_each_library_has_one_importer():
     assert importers["python_multipart"] == {"imagehost.uploads"}
     assert importers["dotenv"] == {"imagehost.config"}
     assert importers["http"] == {"imagehost.server"}
+    assert importers["obstore"] == {"imagehost.store.s3"}
+    assert importers["psycopg"] == importers["psycopg_pool"] == {"imagehost.catalog.postgres"}

@@ -13,8 +13,8 @@ uploads      the only module importing python_multipart: size limits, spooling t
 ingest       the pipeline: bytes → stored original + thumbnail + catalog row + delete token
 images       the only module importing PIL: detect, verify, scrub dispatch, thumbnail
 formats/     the formats registry (name, ext, type, sniffer) and one module per container
-store        image files: names, temporary files, atomic commits and deletes
-catalog      all SQL: the SQLite catalog, numbered migrations
+store/       the Store interface; local files; S3 (the only importer of obstore)
+catalog/     the Catalog interface; SQLite; PostgreSQL (the only SQL, numbered migrations)
 rights       admin key, delete tokens, UPLOADS/LISTING policies
 maintenance  check and reindex: repair drift between catalog and store
 workers      the supervisor of worker processes (and nginx)

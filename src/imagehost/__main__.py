@@ -10,8 +10,10 @@ import logging
 import sys
 
 from . import api, config, front, logs, maintenance, rights, server
+from .catalog import open_catalog
 from .config import Settings
 from .errors import ConfigError
+from .store import open_store
 from .workers import Supervisor, worker_children
 
 
@@ -33,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="find and repair catalog/disk drift")
     check.add_argument("--dry-run", action="store_true", help="report only, change nothing")
     commands.add_parser(
-        "reindex", help="index every image file in IMAGES_DIR, including files dropped in by hand"
+        "reindex",
+        help="check, and index files dropped into IMAGES_DIR by hand (STORAGE=local only)",
     )
     commands.add_parser("settings", help="print every setting with its meaning (.env.sample)")
     return parser
@@ -69,9 +72,18 @@ def worker(settings: Settings, port: int) -> int:
     return server.run(app.handle, _options(settings, app), settings.worker_host, port, True)
 
 
+def _check_reachable(settings: Settings) -> None:
+    """Open the catalog (applying its migrations) and the store once, before the workers start:
+    a database or bucket that cannot be reached stops start-up with one line (ConfigError)
+    instead of workers that exit and are restarted forever."""
+    open_catalog(settings).close()
+    open_store(settings)
+
+
 def workers(settings: Settings) -> int:
     """`imagehost workers`: the supervised workers only; nginx runs elsewhere (Compose), so
     HOST:PORT / PUBLIC_URL are where users reach it."""
+    _check_reachable(settings)
     logs.setup(settings, role="supervisor")
     admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
     return Supervisor(worker_children(settings)).run(
@@ -87,6 +99,7 @@ def up(settings: Settings) -> int:
             "nginx is not installed; falling back to `imagehost serve` (one process).", flush=True
         )
         return serve(settings)
+    _check_reachable(settings)
     return front.up(settings, nginx)
 
 
@@ -96,10 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         print(config.env_sample())
         return 0
     try:
-        settings = config.load()
-    except ConfigError as exc:
+        return _run(args, config.load())
+    except ConfigError as exc:  # a bad setting, or a catalog or bucket it cannot reach
         print(f"imagehost: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return serve(settings)
     if args.command == "worker":

@@ -9,7 +9,7 @@ import mimetypes
 from pathlib import Path
 
 from . import formats, headers, rights, uploads
-from .catalog import Catalog, ImageRow
+from .catalog import ImageRow, open_catalog
 from .config import Settings
 from .errors import (
     ApiError,
@@ -20,10 +20,10 @@ from .errors import (
     ServiceUnavailable,
 )
 from .ingest import ImageLimits, Ingest
-from .messages import Request, Response
+from .messages import Request, Response, Stream
 from .openapi import spec
 from .routing import Route, Router
-from .store import Store
+from .store import Opened, open_store
 
 log = logging.getLogger("imagehost.api")
 
@@ -73,8 +73,8 @@ class App:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.store = Store(settings.images_dir)
-        self.catalog = Catalog.in_data_dir(settings.data_dir)
+        self.store = open_store(settings)  # ConfigError when the bucket does not answer
+        self.catalog = open_catalog(settings)
         self.ingest = Ingest(self.store, self.catalog, ImageLimits.from_settings(settings))
         self.admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
         self.router = Router(_routes(), PARAMS)
@@ -215,23 +215,46 @@ def delete_image(app: App, request: Request) -> Response:
         app.admin_key,
         row.delete_token_hash,
     )
+    # The row first: once it is gone the image is deleted for every node, whatever happens to
+    # its objects next.
     if not app.catalog.remove(filename):
         raise NotFound("There is no image with this name.")
-    app.store.delete(filename)
-    log.info("deleted %s", filename, extra={"fields": {"rid": request.request_id}})
+    fields = {"rid": request.request_id}
+    try:
+        app.store.delete(filename)
+    except (OSError, ServiceUnavailable) as exc:
+        log.error(
+            "deleted %s from the catalog, but not its files; `imagehost check` removes them",
+            filename,
+            extra={"fields": {**fields, "error": type(exc).__name__}},
+        )
+    log.info("deleted %s", filename, extra={"fields": fields})
     return Response(204)
 
 
 def image_file(app: App, request: Request) -> Response:
     filename = request.params["filename"]
     content_type = formats.BY_EXT[filename.rsplit(".", 1)[1]].content_type
-    return _file(app.store.image_path(filename), content_type, IMAGE_HEADERS, request)
+    opened = app.store.open_image(filename, request.header("If-None-Match"))
+    return _stored(opened, content_type)
 
 
 def thumbnail_file(app: App, request: Request) -> Response:
     image_id = request.params["thumbname"].rsplit(".", 1)[0]
-    thumbnail = app.store.thumbnail_path(image_id)
-    return _file(thumbnail, formats.THUMBNAIL_TYPE, IMAGE_HEADERS, request)
+    opened = app.store.open_thumbnail(image_id, request.header("If-None-Match"))
+    return _stored(opened, formats.THUMBNAIL_TYPE)
+
+
+def _stored(opened: Opened | None, ctype: str) -> Response:
+    """A stored image or thumbnail: sendfile for a local file, parts streamed from S3."""
+    if opened is None:
+        raise NotFound()
+    out = {"Content-Type": ctype, "ETag": opened.etag, **IMAGE_HEADERS}
+    if opened.unchanged:
+        return Response(304, headers=out)
+    if opened.path is not None:
+        return Response(200, headers=out, file=opened.path)
+    return Response(200, headers=out, stream=Stream(opened.chunks, opened.size))
 
 
 def page(app: App, request: Request) -> Response:

@@ -2,9 +2,10 @@
 
 Used by the upload handler and by `imagehost check`/`reindex`. It owns the temporary files, the
 commit order and the cleanup: the thumbnail and the original become visible together (store
-commit), then the row is added; a failure at any step removes what earlier steps made, so a
-refused or failed upload leaves no file and no row, and an acknowledged one has both. It knows
-the store and the catalog only by their public methods, not where the bytes end up.
+commit: thumbnail first, then the original, create-only), then the row is added; a failure at
+any step removes what earlier steps made, so a refused or failed upload leaves no object and no
+row, and an acknowledged one has both. It knows the store and the catalog only by their
+interfaces, not whether the bytes end up in a folder or a bucket.
 """
 
 import datetime
@@ -77,7 +78,8 @@ class Ingest:
         `receive` reads the request body (spooling past memory to the path it is given) and
         raises its own 400/413 refusals. Raises errors.UnsupportedImage (415),
         errors.ImageRejected (422), errors.StorageFull (507) or errors.ServiceUnavailable
-        (503, catalog busy); whatever is raised, nothing is left behind.
+        (503: catalog busy, S3 server down); whatever is raised, nothing is left behind
+        (when the S3 server fails during the cleanup too, `imagehost check` removes the rest).
         """
         limits = self.limits
         with (
@@ -126,29 +128,34 @@ class Ingest:
         The row has no delete token: only the admin key deletes what nobody uploaded here.
         `created_at` is the file's modification time. Raises errors.UnsupportedImage or
         errors.ImageRejected when the file is not an image we accept; nothing is added then.
+        FileNotFoundError when it is gone.
         """
-        info = images.inspect(self.store.image_path(filename), max_pixels=self.limits.max_pixels)
-        written = datetime.datetime.fromtimestamp(self.store.mtime(filename), datetime.UTC)
-        row = self.catalog.add(
-            ImageRow(
-                seq=0,
-                id=image_id_of(filename),
-                filename=filename,
-                original_name=original_name,
-                content_type=info.content_type,
-                size=self.store.size(filename),
-                width=info.width,
-                height=info.height,
-                created_at=timestamp(written),
-                delete_token_hash=None,
+        stat = self.store.info(filename)
+        with self.store.local_copy(filename) as local:
+            info = images.inspect(local, max_pixels=self.limits.max_pixels)
+            row = self.catalog.add(
+                ImageRow(
+                    seq=0,
+                    id=image_id_of(filename),
+                    filename=filename,
+                    original_name=original_name,
+                    content_type=info.content_type,
+                    size=stat.size,
+                    width=info.width,
+                    height=info.height,
+                    created_at=timestamp(
+                        datetime.datetime.fromtimestamp(stat.modified_s, datetime.UTC)
+                    ),
+                    delete_token_hash=None,
+                )
             )
-        )
-        if not self.store.has_thumbnail(row.id):
-            self.remake_thumbnail(filename)
+            if not self.store.has_thumbnail(row.id):
+                self._thumbnail_from(local, row.id)
         return row
 
     def adopt(self, path: Path) -> ImageRow:
-        """Index a file dropped into the image folder under a name we did not make (reindex).
+        """Index a file dropped into the image folder under a name we did not make (reindex;
+        local files only: the S3 store has no foreign files).
 
         It is checked first, then renamed to a new stored name. Raises like `index` when it is
         not an image we accept; the file is then left where it is.
@@ -160,11 +167,18 @@ class Ingest:
 
     def remake_thumbnail(self, filename: str) -> bool:
         """Write the thumbnail of a stored image again; False when the original is unreadable
-        (it stays listed, without a thumbnail)."""
+        or gone (it stays listed, without a thumbnail)."""
+        try:
+            with self.store.local_copy(filename) as local:
+                return self._thumbnail_from(local, image_id_of(filename))
+        except FileNotFoundError:
+            return False
+
+    def _thumbnail_from(self, original: Path, image_id: str) -> bool:
         with self.store.scratch(f"thumb.{formats.THUMBNAIL_EXT}") as temp:
             try:
-                images.make_thumbnail(self.store.image_path(filename), temp)
+                images.make_thumbnail(original, temp)
             except (UnsupportedImage, ImageRejected):
                 return False
-            self.store.put_thumbnail(temp, image_id_of(filename))
+            self.store.put_thumbnail(temp, image_id)
         return True

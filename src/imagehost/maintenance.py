@@ -3,20 +3,27 @@
 Repairs never delete an image someone could still want: a file without a row is indexed
 (given a row), not removed; a row without a file is removed, since there is nothing to serve.
 Files are handled only through the Store, rows only through the Catalog, and indexing goes
-through the same ingest module as uploads.
+through the same ingest module as uploads. Both store modes: a local folder, or a bucket
+(where objects without a row count only after a grace period, and deletes whose objects
+outlived their row, e.g. S3 down at that moment, are finished here).
 """
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import Catalog
+from .catalog import open_catalog
 from .config import Settings
 from .errors import ImageRejected, UnsupportedImage
 from .formats import THUMBNAIL_EXT
 from .ingest import ImageLimits, Ingest
-from .store import Store, image_id_of
+from .store import image_id_of, open_store
 
 REJECTED_DIR = "rejected"  # in DATA_DIR: files reindex found not to be images we accept
+# Objects without a row (and thumbnails without an original) younger than this are left alone
+# in a bucket several nodes write to: an upload takes milliseconds between its objects and its
+# row, and an hour also covers a node stalled under load or a clock a little off.
+ORPHAN_GRACE_S = 3600
 
 
 @dataclass
@@ -43,15 +50,33 @@ class Report:
         return out or ["store clean: catalog and image folder agree"]
 
 
-def check(settings: Settings, dry_run: bool = False, adopt_foreign: bool = False) -> Report:
-    """Compare catalog and image folder; repair unless `dry_run`.
+def check(
+    settings: Settings,
+    dry_run: bool = False,
+    adopt_foreign: bool = False,
+    orphan_grace_s: float | None = None,
+) -> Report:
+    """Compare catalog and store; repair unless `dry_run`.
 
-    With `adopt_foreign` (reindex), files dropped in by hand under any name are validated,
-    renamed to a stored name and indexed; files that are not acceptable images are moved
-    to DATA_DIR/rejected/.
+    With `adopt_foreign` (reindex; a local folder only, a bucket has none), files dropped in by
+    hand under any name are validated, renamed to a stored name and indexed; files that are not
+    acceptable images are moved to DATA_DIR/rejected/.
+
+    An object without a row, or a thumbnail without an original, counts only once it is older
+    than `orphan_grace_s` seconds (default ORPHAN_GRACE_S for a store other nodes write to, 0
+    for a local folder): an upload in flight on another node has its objects but not yet its
+    row. Lists the bucket with the owner's credentials (the backends' own, never nginx's).
     """
-    store, catalog = Store(settings.images_dir), Catalog.in_data_dir(settings.data_dir)
+    store, catalog = open_store(settings), open_catalog(settings)
     ingest = Ingest(store, catalog, ImageLimits.from_settings(settings))
+    if orphan_grace_s is None:
+        orphan_grace_s = ORPHAN_GRACE_S if store.shared else 0
+    settled = time.time() - orphan_grace_s
+
+    def in_flight(modified_s: float) -> bool:
+        """Written too recently to tell from an upload still on its way to its row."""
+        return orphan_grace_s > 0 and modified_s > settled
+
     rejected = settings.data_dir / REJECTED_DIR
     report = Report()
 
@@ -60,20 +85,24 @@ def check(settings: Settings, dry_run: bool = False, adopt_foreign: bool = False
         report.rejected_files.append(path.name)
 
     try:
-        rows = catalog.filenames()
-        files = set(store.image_files())
-        for filename in sorted(rows - files):
+        rows = catalog.filenames()  # before listing: a row is only ever added after its object
+        files = store.images()
+        for filename in sorted(rows - files.keys()):
             report.missing_files.append(filename)
             if not dry_run:
                 catalog.remove(filename)
                 store.delete(filename)
-        for filename in sorted(files - rows):
+        young = {f for f in files.keys() - rows if in_flight(files[f])}  # left for a later run
+        for filename in sorted(files.keys() - rows - young):
             report.unindexed_files.append(filename)
             if not dry_run:
                 try:
                     ingest.index(filename, filename)
                 except (UnsupportedImage, ImageRejected):
-                    reject(store.image_path(filename))
+                    store.reject(filename, rejected)
+                    report.rejected_files.append(filename)
+                except FileNotFoundError:
+                    pass  # deleted since the listing
         if adopt_foreign:
             for path in store.foreign_files():
                 report.renamed_files.append(path.name)
@@ -86,16 +115,18 @@ def check(settings: Settings, dry_run: bool = False, adopt_foreign: bool = False
         # should exist, and a thumbnail without an image file is an orphan.
         image_files = store.image_files()
         live_ids = {image_id_of(f) for f in image_files}
+        thumbnails = store.thumbnails()
         for filename in image_files:
-            if not store.has_thumbnail(image_id_of(filename)):
+            if filename not in young and image_id_of(filename) not in thumbnails:
                 report.missing_thumbnails.append(filename)
                 if not dry_run:
                     ingest.remake_thumbnail(filename)
-        for image_id in store.thumbnail_ids():
-            if image_id not in live_ids:
-                report.orphan_thumbnails.append(f"thumbs/{image_id}.{THUMBNAIL_EXT}")
-                if not dry_run:
-                    store.delete_thumbnail(image_id)
+        for image_id in sorted(thumbnails.keys() - live_ids):
+            if in_flight(thumbnails[image_id]):
+                continue  # an upload writes its thumbnail first
+            report.orphan_thumbnails.append(f"thumbs/{image_id}.{THUMBNAIL_EXT}")
+            if not dry_run:
+                store.delete_thumbnail(image_id)
         for path in store.stale_temp_files():
             report.stale_temp_files.append(path.name)
             if not dry_run:

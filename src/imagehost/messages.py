@@ -5,6 +5,7 @@ imports the other: this module is the seam between them.
 """
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -37,13 +38,31 @@ class Request:
 
 
 @dataclass
+class Stream:
+    """A body sent in parts after the headers: `length` bytes in all (the Content-Length).
+
+    The parts come from elsewhere (an S3 object): when they fail or fall short part-way, the
+    server closes the connection, so the client sees a body shorter than announced.
+    """
+
+    chunks: Iterator[bytes]  # bytes-like parts, in order
+    length: int
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
 class Response:
-    """A whole response, built before any of it is written."""
+    """A whole response, built before any of it is written (a stream: all but its body)."""
 
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     file: Path | None = None  # sent after the headers, when set (body is then ignored)
+    stream: Stream | None = None  # the same, for a body that is not a local file
 
     @classmethod
     def json(cls, value, status: int = 200, headers: dict | None = None) -> "Response":

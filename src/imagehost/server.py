@@ -36,7 +36,7 @@ from .errors import (
     UriTooLong,
     error_body,
 )
-from .messages import JSON_HEADERS, Body, Request, Response
+from .messages import JSON_HEADERS, Body, Request, Response, Stream
 
 log = logging.getLogger("imagehost.request")
 
@@ -267,6 +267,8 @@ class Handler(BaseHTTPRequestHandler):
             headers["X-Request-ID"] = request.request_id
         if response.file is not None:
             length = response.file.stat().st_size
+        elif response.stream is not None:
+            length = response.stream.length
         else:
             length = len(response.body)
         if response.status != 304:
@@ -281,7 +283,7 @@ class Handler(BaseHTTPRequestHandler):
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         bodyless = self.command == "HEAD" or response.status in (204, 304)
         try:
-            if bodyless or response.file is not None:
+            if bodyless or response.file is not None or response.stream is not None:
                 self.wfile.write(data)
             else:
                 self.wfile.write(data + response.body)  # one write: one packet when small
@@ -290,10 +292,34 @@ class Handler(BaseHTTPRequestHandler):
             if response.file is not None:
                 with open(response.file, "rb") as f:
                     self.connection.sendfile(f)  # wfile is unbuffered, so this keeps order
+            if response.stream is not None:
+                return self._send_stream(response.stream)
             return length
         except OSError:
             self.close_connection = True
             return 0
+        finally:
+            if response.stream is not None:
+                response.stream.close()
+
+    def _send_stream(self, stream: Stream) -> int:
+        """Write a streamed body after its headers. The status is sent already: a part that
+        fails, or parts that fall short of the Content-Length, end the connection instead."""
+        sent = 0
+        try:
+            for chunk in stream.chunks:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            raise  # the client went away: handled like any failed write
+        except Exception as exc:
+            log.warning(
+                "a streamed body failed part-way; closing the connection",
+                extra={"fields": {"error": type(exc).__name__, "bytes": sent}},
+            )
+        if sent != stream.length:
+            self.close_connection = True
+        return sent
 
     def _linger(self) -> None:
         """Half-close and drain briefly, so the client reads our answer instead of a reset."""

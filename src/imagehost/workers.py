@@ -86,7 +86,7 @@ def worker_children(settings: Settings) -> list[Child]:
             name=f"worker:{port}",
             argv=[sys.executable, "-m", "imagehost", "worker", "--port", str(port)],
             env=env,
-            on_exit=lambda pid: store.remove_temp_files_of(settings.images_dir, pid),
+            on_exit=lambda pid: store.remove_temp_files_of(settings, pid),
         )
         for port in settings.worker_ports
     ]

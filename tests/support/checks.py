@@ -4,6 +4,7 @@ nothing was written outside the folders a command owns."""
 from pathlib import Path
 
 from imagehost import config, maintenance
+from imagehost.store import temp_dir
 
 from .stack import Running
 
@@ -12,7 +13,7 @@ def check_clean(running: Running) -> None:
     """`imagehost check --dry-run` finds nothing, and no temporary file is left."""
     result = running.cli("check", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
-    leftovers = list((running.images_dir / ".tmp").iterdir())
+    leftovers = list(temp_dir(config.load(running.env, env_file=None)).iterdir())
     assert leftovers == [], leftovers
 
 
@@ -24,7 +25,7 @@ def assert_store_clean(running: Running) -> None:
     settings = config.load(running.env, env_file=None)
     report = maintenance.check(settings, dry_run=True)
     assert report.clean, report.lines()
-    leftovers = list((running.images_dir / ".tmp").iterdir())
+    leftovers = list(temp_dir(settings).iterdir())
     assert leftovers == [], leftovers
     body_temp = running.data_dir / "run" / "nginx" / "temp" / "client_body"
     if body_temp.exists():  # nginx's buffered request bodies are gone once answered

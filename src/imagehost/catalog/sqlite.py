@@ -1,83 +1,63 @@
-"""The image catalog in SQLite (WAL mode), and the only module that writes SQL.
+"""The catalog in SQLite (WAL mode): the default, one file in DATA_DIR.
 
 Every worker process opens the same database file; WAL lets readers proceed while one writer
 commits. A writer that cannot get the lock within BUSY_TIMEOUT_S gives up with
 ServiceUnavailable (503) rather than waiting forever. Schema changes are numbered files in
-migrations/, applied in order and recorded in `PRAGMA user_version`.
+migrations/sqlite/, applied in order and recorded in `PRAGMA user_version`.
 """
 
 import contextlib
 import queue
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from .errors import ServiceUnavailable
+from ..errors import ServiceUnavailable
+from .base import COLUMNS, FIELDS, Counters, ImageRow, migrations, with_seq
 
 BUSY_TIMEOUT_S = 5.0
-POOL_SIZE = 8
-FILE_NAME = "catalog.sqlite3"  # in DATA_DIR
+POOL_SIZE = 8  # idle connections kept per process
 
 
-@dataclass(frozen=True)
-class ImageRow:
-    seq: int
-    id: str
-    filename: str
-    original_name: str
-    content_type: str
-    size: int  # bytes of the stored file
-    width: int  # pixels, after orientation
-    height: int
-    created_at: str  # ISO 8601 UTC
-    delete_token_hash: str | None
+class SQLiteCatalog:
+    """A small pool of connections to the catalog database at `path` (a Catalog).
 
+    `migrations_applied`: the migration numbers this instance applied (none when another
+    process had already applied them)."""
 
-_COLUMNS = ", ".join(ImageRow.__dataclass_fields__)
-
-
-@dataclass(frozen=True)
-class Counters:
-    total: int
-    version: int
-    epoch: int
-
-
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("imagehost") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
-    return sorted(found)
-
-
-class Catalog:
-    """A small pool of connections to the catalog database at `path`."""
-
-    @classmethod
-    def in_data_dir(cls, data_dir: Path) -> "Catalog":
-        """The catalog of an installation: DATA_DIR/catalog.sqlite3."""
-        return cls(Path(data_dir) / FILE_NAME)
-
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         with self._errors():
-            self._migrate()
+            self.migrations_applied = self._migrate()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        self._enter_wal(conn)
         # FULL: a commit is on disk before the upload is acknowledged (no acknowledged loss).
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL (once; it is kept in the file). While several processes
+        create the file at the same moment, this can fail at once with "database is locked":
+        SQLite does not call the busy handler for it, so it is retried here, within the same
+        busy timeout (seen with 4 processes opening a new file together, 7 failures in 60)."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -113,19 +93,22 @@ class Catalog:
             yield conn
             conn.execute("COMMIT")
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> list[int]:
         conn = self._connect()
+        applied = []
         try:
             conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it
             current = conn.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in _migrations():
+            for number, script in migrations("sqlite"):
                 if number > current:
                     for statement in _statements(script):
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version={number}")
+                    applied.append(number)
             conn.execute("COMMIT")
         finally:
             conn.close()
+        return applied
 
     def close(self) -> None:
         while True:
@@ -140,19 +123,19 @@ class Catalog:
 
     def add_many(self, rows: Iterable[ImageRow]) -> list[ImageRow]:
         """Insert images in one transaction (the bulk path used by reindex and the benchmark)."""
-        fields = [f for f in ImageRow.__dataclass_fields__ if f != "seq"]
+        fields = [f for f in FIELDS if f != "seq"]
         sql = f"INSERT INTO images ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})"
         added = []
         with self._transaction() as conn:
             for row in rows:
                 cur = conn.execute(sql, [getattr(row, f) for f in fields])
-                added.append(_with_seq(row, cur.lastrowid))
+                added.append(with_seq(row, cur.lastrowid))
         return added
 
     def get(self, filename: str) -> ImageRow | None:
         with self._connection() as conn:
             found = conn.execute(
-                f"SELECT {_COLUMNS} FROM images WHERE filename = ?", (filename,)
+                f"SELECT {COLUMNS} FROM images WHERE filename = ?", (filename,)
             ).fetchone()
         return ImageRow(*found) if found else None
 
@@ -166,11 +149,11 @@ class Catalog:
         with self._connection() as conn:
             if before_seq is None:
                 rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM images ORDER BY seq DESC LIMIT ?", (limit,)
+                    f"SELECT {COLUMNS} FROM images ORDER BY seq DESC LIMIT ?", (limit,)
                 )
             else:
                 rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM images WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+                    f"SELECT {COLUMNS} FROM images WHERE seq < ? ORDER BY seq DESC LIMIT ?",
                     (before_seq, limit),
                 )
             return [ImageRow(*r) for r in rows.fetchall()]
@@ -188,12 +171,6 @@ class Catalog:
         """Raises when the database cannot be read (for /api/health)."""
         with self._connection() as conn:
             conn.execute("SELECT 1 FROM counters LIMIT 1").fetchone()
-
-
-def _with_seq(row: ImageRow, seq: int) -> ImageRow:
-    values = {f: getattr(row, f) for f in ImageRow.__dataclass_fields__}
-    values["seq"] = seq
-    return ImageRow(**values)
 
 
 def _statements(script: str) -> list[str]:

@@ -1,0 +1,94 @@
+"""What every catalog shares: the row and counter types, the Catalog interface, migration files.
+
+Kept apart from the package's __init__ (which imports the implementations) so that sqlite and
+postgres can import it without a cycle.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    seq: int
+    id: str
+    filename: str
+    original_name: str
+    content_type: str
+    size: int  # bytes of the stored file
+    width: int  # pixels, after orientation
+    height: int
+    created_at: str  # ISO 8601 UTC
+    delete_token_hash: str | None
+
+
+FIELDS = tuple(ImageRow.__dataclass_fields__)  # the images table's columns, in this order
+COLUMNS = ", ".join(FIELDS)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Kept by triggers in the database, so the listing's ETag and X-Total-Count are one read.
+
+    `total` rows now; `version` +1 for every row added or removed (never goes back); `epoch`
+    random at the catalog's creation (a new catalog never repeats an old ETag).
+    """
+
+    total: int
+    version: int
+    epoch: int
+
+
+class Catalog(Protocol):
+    """The image rows of an installation. Every method may raise errors.ServiceUnavailable
+    (503) when the database is busy or unreachable for longer than its timeout; none waits
+    forever."""
+
+    def add(self, row: ImageRow) -> ImageRow:
+        """Insert one image; returns it with its assigned `seq` (the `seq` given is ignored)."""
+        ...
+
+    def add_many(self, rows: Iterable[ImageRow]) -> list[ImageRow]:
+        """Insert images in one transaction (the bulk path used by reindex and the benchmark):
+        all of them or, on any error, none."""
+        ...
+
+    def get(self, filename: str) -> ImageRow | None: ...
+
+    def remove(self, filename: str) -> bool:
+        """Delete the row; False when there was none (someone else deleted it first)."""
+        ...
+
+    def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:
+        """Up to `limit` images, newest first, older than `before_seq` when given."""
+        ...
+
+    def counters(self) -> Counters: ...
+
+    def filenames(self) -> set[str]: ...
+
+    def ping(self) -> None:
+        """Raises when the database cannot be read (for /api/health)."""
+        ...
+
+    def close(self) -> None:
+        """Release every connection; the catalog is not used afterwards."""
+        ...
+
+
+def with_seq(row: ImageRow, seq: int) -> ImageRow:
+    values = {f: getattr(row, f) for f in FIELDS}
+    values["seq"] = seq
+    return ImageRow(**values)
+
+
+def migrations(dialect: str) -> list[tuple[int, str]]:
+    """(number, SQL script) of migrations/<dialect>/NNN_name.sql, in order."""
+    folder = resources.files("imagehost") / "migrations" / dialect
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)

@@ -1,0 +1,230 @@
+"""The catalog in PostgreSQL (DATABASE_URL): the only module that imports psycopg.
+
+Each process keeps a psycopg_pool.ConnectionPool of up to POOL_SIZE connections (as many as the
+SQLite catalog keeps), shared by its request threads; every statement runs on its own in
+autocommit, so no transaction outlives a call. Nothing waits forever — each of these ends in
+errors.ServiceUnavailable (503):
+
+- STATEMENT_TIMEOUT_S, the server's statement_timeout: a statement blocked by a lock or slow.
+  The same 5 s as SQLite's busy timeout, so both catalogs fail alike under a stuck writer.
+- POOL_TIMEOUT_S: a request waiting for a free connection (all busy, or the database down and
+  no new connection can be made). A request waits at most POOL_TIMEOUT_S + STATEMENT_TIMEOUT_S.
+- CONNECT_TIMEOUT_S: a host that does not answer (libpq's connect_timeout).
+- a server that vanished without closing the connection: TCP keepalives and tcp_user_timeout
+  notice it within about 20 s (DEAD_PEER_S), rather than the kernel's default of ~2 hours.
+
+Connections the server closed while idle (a restart, a failover) are found before use with a
+non-blocking poll of the socket and replaced. While the database is down the pool retries in the
+background with backoff and gives up after RECONNECT_TIMEOUT_S; the next request then tries
+afresh, so a database that comes back is used again within a few seconds, without a restart.
+
+Migrations (migrations/postgres/NNN_name.sql) run at start in one transaction under
+pg_advisory_xact_lock(MIGRATION_LOCK): nodes starting together queue on the lock and each
+migration is applied exactly once; `schema_migrations` has one row per applied number.
+A database that cannot be reached or migrated stops start-up with errors.ConfigError: one line
+naming DATABASE_URL and the server, never the password.
+"""
+
+import contextlib
+import logging
+import select
+from collections.abc import Iterable, Iterator
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
+
+from ..errors import ConfigError, ServiceUnavailable
+from .base import COLUMNS, FIELDS, Counters, ImageRow, migrations, with_seq
+
+log = logging.getLogger("imagehost.catalog")
+
+STATEMENT_TIMEOUT_S = 5.0
+POOL_TIMEOUT_S = 5.0
+POOL_SIZE = 8  # connections per process at most; one is opened at start, the rest on demand
+CONNECT_TIMEOUT_S = 5  # libpq takes whole seconds (and at least 2)
+DEAD_PEER_S = 20  # keepalives: 10 s idle, then 2 probes 5 s apart; tcp_user_timeout the same
+# psycopg_pool's default (300 s) would let its backoff grow to minutes during a long outage.
+RECONNECT_TIMEOUT_S = 10.0
+MIGRATION_TIMEOUT_S = 60.0  # waiting for another node's migration, and running ours
+# Idle in a transaction (a frozen process holding row locks) this long: the server ends it.
+IDLE_IN_TRANSACTION_S = 30
+MIGRATION_LOCK = 0x696D616765686F  # "imageho": the advisory lock key, the same on every node
+
+_BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)"""
+_ARRAY_TYPES = {"size": "bigint", "width": "integer", "height": "integer"}  # else text
+_INSERTED = [f for f in FIELDS if f != "seq"]
+# One statement for any number of rows: the columns as arrays, unnested in order (ORDINALITY),
+# so seq follows the order given, as it does in SQLite.
+_INSERT = (
+    f"INSERT INTO images ({', '.join(_INSERTED)}) "
+    f"SELECT {', '.join(_INSERTED)} FROM unnest("
+    + ", ".join(f"%s::{_ARRAY_TYPES.get(f, 'text')}[]" for f in _INSERTED)
+    + f") WITH ORDINALITY AS given({', '.join(_INSERTED)}, n) ORDER BY n "
+    "RETURNING filename, seq"
+)
+
+
+class PostgresCatalog:
+    """The catalog in the PostgreSQL database at `url` (a Catalog); applies migrations first.
+
+    `migrations_applied`: the migration numbers this instance applied (none when another node
+    had already applied them). Raises errors.ConfigError when the database cannot be reached
+    or migrated.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+        pool_timeout_s: float = POOL_TIMEOUT_S,
+        pool_size: int = POOL_SIZE,
+    ):
+        self.conninfo, self.where = _conninfo(url, statement_timeout_s)
+        self.migrations_applied = _migrate(self.conninfo, self.where)
+        self._pool = ConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=pool_size,
+            timeout=pool_timeout_s,
+            reconnect_timeout=RECONNECT_TIMEOUT_S,
+            kwargs={"autocommit": True},
+            name="catalog",
+            open=True,
+        )
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        try:
+            for _attempt in range(2):
+                with self._pool.connection() as conn:
+                    if _closed_by_server(conn):
+                        conn.close()  # the pool replaces a closed connection
+                        # After a restart every idle connection is dead: sweep them in one go.
+                        self._pool.check()
+                        continue
+                    yield conn
+                    return
+            raise psycopg.OperationalError("no live connection")
+        except psycopg.OperationalError as exc:  # also PoolTimeout and QueryCanceled
+            log.warning("catalog unavailable: %s: %s", type(exc).__name__, _first_line(exc))
+            raise ServiceUnavailable("The catalog is busy or unreachable; try again.") from None
+
+    def _rows(self, query: str, params: tuple = ()) -> list[tuple]:
+        with self._connection() as conn:
+            return conn.execute(query, params).fetchall()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def add(self, row: ImageRow) -> ImageRow:
+        """Insert one image; returns it with its assigned `seq`."""
+        return self.add_many([row])[0]
+
+    def add_many(self, rows: Iterable[ImageRow]) -> list[ImageRow]:
+        """Insert images in one statement, so in one transaction (the bulk path)."""
+        rows = list(rows)
+        if not rows:
+            return []
+        columns = tuple([getattr(row, f) for row in rows] for f in _INSERTED)
+        seqs = dict(self._rows(_INSERT, columns))
+        return [with_seq(row, seqs[row.filename]) for row in rows]
+
+    def get(self, filename: str) -> ImageRow | None:
+        found = self._rows(f"SELECT {COLUMNS} FROM images WHERE filename = %s", (filename,))
+        return ImageRow(*found[0]) if found else None
+
+    def remove(self, filename: str) -> bool:
+        """Delete the row; False when there was none (someone else deleted it first)."""
+        with self._connection() as conn:
+            return conn.execute("DELETE FROM images WHERE filename = %s", (filename,)).rowcount > 0
+
+    def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:
+        """Up to `limit` images, newest first, older than `before_seq` when given."""
+        if before_seq is None:
+            query, params = f"SELECT {COLUMNS} FROM images ORDER BY seq DESC LIMIT %s", (limit,)
+        else:
+            query = f"SELECT {COLUMNS} FROM images WHERE seq < %s ORDER BY seq DESC LIMIT %s"
+            params = (before_seq, limit)
+        return [ImageRow(*r) for r in self._rows(query, params)]
+
+    def counters(self) -> Counters:
+        values = dict(self._rows("SELECT name, value FROM counters"))
+        return Counters(values["total"], values["version"], values["epoch"])
+
+    def filenames(self) -> set[str]:
+        return {r[0] for r in self._rows("SELECT filename FROM images")}
+
+    def ping(self) -> None:
+        """Raises when the database cannot be read (for /api/health)."""
+        self._rows("SELECT 1 FROM counters LIMIT 1")
+
+
+def _conninfo(url: str, statement_timeout_s: float) -> tuple[str, str]:
+    """(libpq connection string with our timeouts, "user@host:port/db" for messages).
+
+    Settings already in the URL win (a DBA may want a longer connect_timeout)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        raise ConfigError("DATABASE_URL: is not a valid PostgreSQL URL") from None
+    where = (
+        f"{params.get('user', '')}@{params.get('host') or 'localhost'}:"
+        f"{params.get('port') or 5432}/{params.get('dbname', '')}"
+    )
+    ours = (
+        f"-c statement_timeout={int(statement_timeout_s * 1000)} "
+        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S * 1000}"
+    )
+    params["options"] = f"{ours} {params.get('options', '')}".strip()  # a later -c wins
+    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
+    params.setdefault("application_name", "imagehost")
+    params.setdefault("keepalives", "1")
+    params.setdefault("keepalives_idle", "10")
+    params.setdefault("keepalives_interval", "5")
+    params.setdefault("keepalives_count", "2")
+    params.setdefault("tcp_user_timeout", str(DEAD_PEER_S * 1000))
+    return make_conninfo(**params), where
+
+
+def _migrate(conninfo: str, where: str) -> list[int]:
+    """Apply the migrations not applied yet; the numbers applied. Raises ConfigError."""
+    applied = []
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"SET statement_timeout = {int(MIGRATION_TIMEOUT_S * 1000)}")
+            with conn.transaction():
+                # Released at COMMIT: the next node in the queue then finds nothing to do.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                conn.execute(_BOOKKEEPING)
+                found = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+                current = found[0] or 0
+                for number, script in migrations("postgres"):
+                    if number > current:
+                        conn.execute(script)  # no parameters: several statements are fine
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version) VALUES (%s)", (number,)
+                        )
+                        applied.append(number)
+    except psycopg.OperationalError as exc:
+        raise ConfigError(f"DATABASE_URL: cannot use {where}: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise ConfigError(f"DATABASE_URL: migrating {where} failed: {_first_line(exc)}") from None
+    return applied
+
+
+def _closed_by_server(conn: psycopg.Connection) -> bool:
+    """An idle connection with something to read has been closed by the server (a restart,
+    an admin's pg_terminate_backend): it would fail at the next statement."""
+    poller = select.poll()  # not select.select: a busy worker's descriptors may pass 1024
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _first_line(exc: Exception) -> str:
+    """libpq messages span lines (hints, "Is the server running…"); a start-up error is one."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "unknown")

@@ -1,0 +1,201 @@
+"""Image files on a local disk: atomic commits by rename, deletes, listing (STORAGE=local).
+
+Layout of IMAGES_DIR (served by nginx at /images/):
+    {id}.{ext}            stored originals
+    thumbs/{id}.webp      thumbnails
+    .tmp/{pid}-{n}.*      uploads in progress; a dot folder nginx and `serve` never serve
+A file appears under its public name only by rename(2) after its bytes are fsynced, so a crash
+leaves either nothing visible or a complete file. Nothing outside this package touches the
+folder: ingest and maintenance go through the Store's methods.
+"""
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from .keys import IMAGE_NAME, THUMB_NAME, THUMBS, checked_image_name, image_id_of, thumbnail_name
+from .objects import ObjectExists, ObjectInfo, Opened
+from .scratch import IMAGES_TEMP_DIR, disk_errors
+from .scratch import remove_temp as _remove_temp
+from .scratch import scratch as _scratch
+from .scratch import stale_temp_files as _stale_temp_files
+from .scratch import temp_path as _temp_path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """The image folder. All paths it hands out are inside it; names are validated first."""
+
+    shared = False  # one machine's folder: no other node writes to it
+
+    def __init__(self, images_dir: Path):
+        self.root = Path(images_dir).resolve()
+        self.thumbs = self.root / THUMBS
+        self.temp = self.root / IMAGES_TEMP_DIR
+        for folder in (self.root, self.thumbs, self.temp):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def image_path(self, filename: str) -> Path:
+        return self.root / checked_image_name(filename)
+
+    def thumbnail_path(self, image_id: str) -> Path:
+        return self.thumbs / thumbnail_name(image_id)
+
+    def temp_path(self, suffix: str) -> Path:
+        """A new temporary file name; the pid in it lets the supervisor clean after a crash."""
+        return _temp_path(self.temp, suffix)
+
+    def scratch(self, suffix: str) -> contextlib.AbstractContextManager[Path]:
+        """A temporary file name for the duration of the block; the file is removed after it."""
+        return _scratch(self.temp, suffix)
+
+    def probe(self) -> None:
+        """Raises OSError when a file cannot be created in the folder (for /api/health)."""
+        with self.scratch("health") as path:
+            path.write_bytes(b"")
+
+    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str, image_id: str) -> None:
+        """Make the image and its thumbnail visible: fsync the image, rename both into place,
+        fsync the image folder. The thumbnail is not fsynced: after a power loss
+        `imagehost check` remakes it from the image, so it costs no durability.
+
+        Raises StorageFull when the disk is full, ObjectExists when either name is taken
+        (rename would replace it); on any error nothing is left visible.
+        """
+        image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
+        for path in (thumb, image):  # two stats; ids are random, so no lock against a race
+            if path.exists():
+                raise ObjectExists(str(path.relative_to(self.root)))
+        with disk_errors():
+            _fsync_file(stored_temp)
+            os.rename(thumb_temp, thumb)
+            try:
+                os.rename(stored_temp, image)
+                _fsync_dir(self.root)
+            except BaseException:
+                self.delete(filename)
+                raise
+
+    def delete(self, filename: str) -> None:
+        """Remove an image, then its thumbnail; a file already gone is not an error."""
+        image_id = image_id_of(filename)
+        for path in (self.image_path(filename), self.thumbnail_path(image_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def put_thumbnail(self, thumb_temp: Path, image_id: str) -> None:
+        """Replace the thumbnail of `image_id` by the file at `thumb_temp` (check, reindex)."""
+        with disk_errors():
+            os.replace(thumb_temp, self.thumbnail_path(image_id))
+
+    def has_thumbnail(self, image_id: str) -> bool:
+        return self.thumbnail_path(image_id).exists()
+
+    def delete_thumbnail(self, image_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.thumbnail_path(image_id).unlink()
+
+    def open_image(self, filename: str, etag: str | None = None) -> Opened | None:
+        """The stored original to send (sendfile), or None when there is none."""
+        return _open(self.image_path(filename), etag)
+
+    def open_thumbnail(self, image_id: str, etag: str | None = None) -> Opened | None:
+        return _open(self.thumbnail_path(image_id), etag)
+
+    @contextlib.contextmanager
+    def local_copy(self, filename: str) -> Iterator[Path]:
+        """The stored file itself (no copy is needed here); FileNotFoundError when it is gone."""
+        path = self.image_path(filename)
+        if not path.is_file():
+            raise FileNotFoundError(filename)
+        yield path
+
+    def info(self, filename: str) -> ObjectInfo:
+        """Size and modification time; FileNotFoundError when it is gone."""
+        stat = self.image_path(filename).stat()
+        return ObjectInfo(size=stat.st_size, modified_s=stat.st_mtime)
+
+    def images(self) -> dict[str, float]:
+        """Stored originals that follow our naming scheme → modification time (s since epoch)."""
+        return _modified({p for p in self.root.iterdir() if IMAGE_NAME.match(p.name)})
+
+    def thumbnails(self) -> dict[str, float]:
+        """Image id → modification time of its thumbnail file."""
+        found = _modified({p for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name)})
+        return {name.rsplit(".", 1)[0]: modified for name, modified in found.items()}
+
+    def image_files(self) -> list[str]:
+        """Names of the stored originals that follow our naming scheme."""
+        return sorted(p.name for p in self.root.iterdir() if IMAGE_NAME.match(p.name))
+
+    def thumbnail_ids(self) -> list[str]:
+        return sorted(p.stem for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name))
+
+    def reject(self, filename: str, folder: Path) -> None:
+        """Move a stored original out of the store into `folder` (not an image we accept)."""
+        self.move_out(self.image_path(filename), folder)
+
+    def foreign_files(self) -> list[Path]:
+        """Regular files in the image folder that we did not name (dropped in by hand)."""
+        return sorted(
+            p
+            for p in self.root.iterdir()
+            if p.is_file() and not p.name.startswith(".") and not IMAGE_NAME.match(p.name)
+        )
+
+    def adopt(self, path: Path, filename: str) -> None:
+        """Give a file dropped into the folder by hand the stored name `filename` (reindex)."""
+        os.rename(path, self.image_path(filename))
+        _fsync_dir(self.root)
+
+    def move_out(self, path: Path, folder: Path) -> None:
+        """Move a file of the image folder (stored or foreign) into `folder`, outside it."""
+        if path.parent != self.root:
+            raise ValueError(f"not a file of this store: {path!r}")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, folder / path.name)
+
+    def stale_temp_files(self) -> list[Path]:
+        """Temporary files whose process is gone, or that are older than STALE_TEMP_S."""
+        return _stale_temp_files(self.temp)
+
+    def remove_temp(self, path: Path) -> None:
+        """Remove one of this folder's temporary files (a leftover found by check)."""
+        _remove_temp(self.temp, path)
+
+
+Store = LocalStore  # its name before store/ became a package (tests/test_fuzz.py uses it)
+
+
+def _open(path: Path, etag: str | None) -> Opened | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    tag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    return Opened(etag=tag, size=stat.st_size, unchanged=etag == tag, path=path)
+
+
+def _modified(paths: set[Path]) -> dict[str, float]:
+    found = {}
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+            found[path.name] = path.stat().st_mtime
+    return found
