@@ -314,6 +314,32 @@ def table(report: dict) -> str:
         lines.append("7. Pipeline steps (bench/pipeline.py)")
         lines += [f"   {line}" for line in image_pipeline.table(r["pipeline"]).splitlines()]
         lines.append("")
+    if "scaleout" in r:
+        o = r["scaleout"]
+        lines += [
+            "8. S3 + PostgreSQL (s3) beside local files + SQLite (local), same run, "
+            f"{o['uploads'][0]['clients']} clients",
+            f"   {'image':<9} {'mode':<6} {'req/s':>7} {'MB/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'non201':>6} {'drop':>5}",
+        ]
+        for cell in o["uploads"]:
+            lines.append(
+                f"   {cell['image']:<9} {cell['mode']:<6} {_fmt(cell['requests_per_s']):>7} "
+                f"{_fmt(cell['mb_per_s']):>7} {_fmt(cell['p50_ms']):>8} "
+                f"{_fmt(cell['p99_ms']):>8} {cell['bad_status']:>6} {cell['dropped']:>5}"
+            )
+        d = o["delivery"]
+        lines.append(
+            f"   image GET, nginx cache hit (s3) {d['s3_full_stack_rps']:.0f} req/s vs bare nginx "
+            f"{d['bare_nginx_rps']:.0f} req/s: ratio {d['ratio']:.3f}"
+        )
+        for mode, listed in o["listing"].items():
+            lines.append(
+                f"   list first page, {listed['images']} images, {mode}: p50 "
+                f"{_fmt(listed['p50_ms'], '.2f')} ms, p99 {_fmt(listed['p99_ms'], '.2f')} ms, "
+                f"{_fmt(listed['requests_per_s'])} req/s, errors {listed['errors']}"
+            )
+        lines.append("")
     lines += ["Targets", f"{'target':<52} {'verdict':<7} measured"]
     for row in report["targets"]:
         lines.append(f"{row['target']:<52} {row['verdict']:<7} {row['measured']}")

@@ -18,6 +18,7 @@ import requests
 
 from imagehost import config
 from imagehost.catalog import ImageRow, open_catalog
+from tests.support import postgres, seaweed
 from tests.support.http import UPLOAD_PATH, uploaded
 from tests.support.stack import Running, start_stack, stop_stack, worker_pids
 
@@ -29,6 +30,7 @@ CONCURRENCY = (1, 8, 32)  # clients of the upload table
 CLIENTS = 8  # of the GET, listing and scaling loads
 BURST_CLIENTS = 32  # concurrent 4 MB uploads of the memory burst
 CATALOG_SIZES = (100, 1_000, 10_000, 100_000)
+SCALEOUT_CATALOG_SIZE = 10_000  # rows in each catalog for the list comparison
 SEED_CHUNK_ROWS = 10_000
 MB = 1e6  # MB means 10^6 bytes everywhere in this output
 
@@ -235,24 +237,10 @@ class Bench:
         real = uploaded(up.url, fixture.data, fixture.filename, fixture.content_type)
         catalog = open_catalog(config.load(up.env, env_file=None))  # the stack's own catalog
         self.cleanup.callback(catalog.close)
-        template = asdict(catalog.get(real["filename"]))
         total, sizes = 1, []
         for size in CATALOG_SIZES:
             t0 = time.monotonic()
-            while total < size:
-                batch = min(SEED_CHUNK_ROWS, size - total)
-                catalog.add_many(
-                    ImageRow(
-                        **{
-                            **template,
-                            "seq": 0,
-                            "id": f"bench{n:011d}",
-                            "filename": f"bench{n:011d}.jpg",
-                        }
-                    )
-                    for n in range(total, total + batch)
-                )
-                total += batch
+            total = seed_catalog(catalog, real["filename"], total, size)
             seeded_s = time.monotonic() - t0
             url = f"{up.url}{UPLOAD_PATH}"
             head = requests.get(url, timeout=10)
@@ -355,6 +343,99 @@ class Bench:
             else None,
         }
 
+    # --- 8: the same stack on S3 + PostgreSQL, beside local files + SQLite ---------------------
+
+    def scaleout(self) -> dict:
+        """`up` with STORAGE=s3 (SeaweedFS) and DATABASE_URL (PostgreSQL with fsync on, as in
+        production) against the local `up`, cells interleaved: uploads, a cache hit through
+        nginx against the bare nginx, and the first list page with 10,000 rows in each."""
+        cluster = postgres.start_cluster(durable=True)
+        self.cleanup.callback(cluster.remove)
+        bucket = seaweed.start_seaweed(self.work / "seaweed", volumes=16, volume_mb=512)
+        self.cleanup.callback(bucket.stop)
+        s3_up = start_stack(
+            "up",
+            self.work / "up-s3",
+            WEB_SERVER_WORKERS=str(self.workers),
+            DATABASE_URL=cluster.new_database(),
+            **bucket.settings(),
+        )
+        self.cleanup.callback(stop_stack, s3_up)
+        local_up, bare = self.main_stack()
+        stacks = {"local": local_up, "s3": s3_up}
+        fixtures = [self.fixtures[SMALL_JPEG], self.fixtures[LARGE_JPEG]]
+        for running in stacks.values():  # warm-up: imports, connections, caches
+            upload_load(running.port, fixtures[0], CLIENTS, duration_s=0.3)
+        raw: dict[tuple[str, str], list[dict]] = {}
+        for _ in range(self.runs):
+            for fixture in fixtures:
+                for mode, running in stacks.items():
+                    result = upload_load(
+                        running.port, fixture, CLIENTS, duration_s=self.plan.upload_s
+                    )
+                    raw.setdefault((fixture.name, mode), []).append(result.summary())
+                    stack.clear_stored(local_up.images_dir)
+                    bucket.empty()  # rows stay, as clear_stored leaves them
+        uploads = [
+            {"image": name, "mode": mode, "clients": CLIENTS, **summarize_runs(summaries)}
+            for (name, mode), summaries in raw.items()
+        ]
+        small = self.fixtures[SMALL_JPEG]
+        names = {
+            mode: uploaded(running.url, small.data, small.filename, small.content_type)["filename"]
+            for mode, running in stacks.items()
+        }
+        urls = {
+            "s3_full_stack": f"{s3_up.url}/images/{names['s3']}",
+            "bare_nginx": f"{bare.url}/plain/{names['local']}",
+        }
+        # The first GET fills nginx's cache: what wrk measures are hits. Both serve the same
+        # bytes (the same upload, scrubbed the same way).
+        served = [requests.get(url, timeout=10) for url in urls.values()]
+        if any(r.status_code != 200 for r in served) or served[0].content != served[1].content:
+            raise RuntimeError(f"{urls} do not serve the same stored image")
+        rounds = []
+        for _ in range(self.plan.delivery_rounds):
+            one = {
+                n: stack.wrk(u, connections=CLIENTS, duration_s=self.plan.get_s)
+                for n, u in urls.items()
+            }
+            one["ratio"] = (
+                one["s3_full_stack"]["requests_per_s"] / one["bare_nginx"]["requests_per_s"]
+            )
+            rounds.append(one)
+        listing = {}
+        for mode, running in stacks.items():
+            catalog = open_catalog(config.load(running.env, env_file=None))
+            try:
+                seed_catalog(catalog, names[mode], catalog.counters().total, SCALEOUT_CATALOG_SIZE)
+            finally:
+                catalog.close()
+            url = f"{running.url}{UPLOAD_PATH}"
+            runs = [
+                stack.wrk(url, connections=CLIENTS, duration_s=self.plan.get_s)
+                for _ in range(self.runs)
+            ]
+            listing[mode] = {
+                "images": SCALEOUT_CATALOG_SIZE,
+                "requests_per_s": median([r["requests_per_s"] for r in runs]),
+                "p50_ms": median([r["p50_ms"] for r in runs]),
+                "p99_ms": median([r["p99_ms"] for r in runs]),
+                "errors": sum(r["non_2xx_3xx"] + r["socket_errors"] for r in runs),
+            }
+        return {
+            "modes": {"local": "IMAGES_DIR + SQLite", "s3": "SeaweedFS bucket + PostgreSQL"},
+            "uploads": uploads,
+            "delivery": {
+                "clients": CLIENTS,
+                "s3_full_stack_rps": median([r["s3_full_stack"]["requests_per_s"] for r in rounds]),
+                "bare_nginx_rps": median([r["bare_nginx"]["requests_per_s"] for r in rounds]),
+                "ratio": median([r["ratio"] for r in rounds]),
+                "rounds": rounds,
+            },
+            "listing": listing,
+        }
+
     # --- 7: the pipeline's steps ---------------------------------------------------------------
 
     def pipeline(self) -> dict:
@@ -369,7 +450,24 @@ STAGES: dict[str, tuple[str, Callable[[Bench], dict]]] = {
     "memory": ("5. memory", Bench.memory),
     "scaling": ("6. scaling", Bench.scaling),
     "pipeline": ("7. pipeline steps", Bench.pipeline),
+    "scaleout": ("8. S3 + PostgreSQL beside local + SQLite", Bench.scaleout),
 }
+
+
+def seed_catalog(catalog, template_filename: str, total: int, size: int) -> int:
+    """Add rows (copies of one real upload's metadata under synthetic names) with the bulk path,
+    SEED_CHUNK_ROWS per transaction, until the catalog holds `size`; returns the new total."""
+    template = asdict(catalog.get(template_filename))
+    while total < size:
+        batch = min(SEED_CHUNK_ROWS, size - total)
+        catalog.add_many(
+            ImageRow(
+                **{**template, "seq": 0, "id": f"bench{n:011d}", "filename": f"bench{n:011d}.jpg"}
+            )
+            for n in range(total, total + batch)
+        )
+        total += batch
+    return total
 
 
 def start_up(root: Path, workers: int) -> Running:

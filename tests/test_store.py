@@ -27,10 +27,7 @@ FILENAME = f"{IMAGE_ID}.png"
 def empty_bucket(seaweed) -> str:
     """The session's bucket, emptied, so listings see only this test's objects. (One bucket for
     all: SeaweedFS gives each bucket volumes of its own, and `-volume.max=4` allows few.)"""
-    client = seaweed.boto3_client()
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=seaweed.bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=seaweed.bucket, Key=item["Key"])
+    seaweed.empty()
     return seaweed.bucket
 
 

