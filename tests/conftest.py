@@ -6,6 +6,7 @@ tests/support/, which the benchmark uses too.
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support.stack import NGINX_MISSING, Running, nginx_present, start_stack
@@ -22,13 +23,60 @@ def need(what: str, present: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+# Issue 12, test 1: the tests of these modules that start `serve` (fixtures `server`,
+# `serve_factory`) run twice — "local" (IMAGES_DIR + SQLite, the default) and "pg+s3" (a fresh
+# PostgreSQL database and the session's bucket, emptied around the test) — except those named
+# here, which look at local files; their pg+s3 run is skipped with the reason given.
+LOCAL_FILES_ONLY = {
+    "test_api.py": {
+        "test_upload_fetch_list_delete": "looks for the deleted files in IMAGES_DIR "
+        "(test_multinode checks the bucket after a delete)",
+        "test_hostile_names_are_inert_text": "compares the files added under IMAGES_DIR",
+        "test_unexpected_error_is_a_generic_500_logged_with_its_traceback": "makes the commit "
+        "fail by replacing IMAGES_DIR/thumbs with a file",
+        "test_admin_key_file_is_private": "with DATABASE_URL the generated key is kept in "
+        "PostgreSQL, not in DATA_DIR (test_migrate: the nodes agree on it)",
+    },
+}
+
+
+def pytest_generate_tests(metafunc):
+    """Run the `serve` tests of the modules in LOCAL_FILES_ONLY in both modes."""
+    local_only = LOCAL_FILES_ONLY.get(Path(metafunc.definition.fspath).name)
+    if local_only is None or "serve_factory" not in metafunc.fixturenames:
+        return
+    reason = local_only.get(metafunc.definition.originalname)
+    remote = [pytest.mark.postgres, pytest.mark.s3]  # so `-m "not s3"` leaves the local run
+    if reason:
+        remote.append(pytest.mark.skip(reason=f"local files only: {reason}"))
+    params = [pytest.param("local"), pytest.param("pg+s3", marks=remote)]
+    metafunc.parametrize("serve_mode", params, indirect=True)
+
+
 @pytest.fixture
-def serve_factory(tmp_path) -> Iterator:
+def serve_mode(request) -> str:
+    """The mode `serve_factory` starts `serve` in: "local" unless parametrized."""
+    return getattr(request, "param", "local")
+
+
+@pytest.fixture
+def serve_settings(serve_mode, request) -> dict[str, str]:
+    """The settings of `serve_mode`: none for local; DATABASE_URL (a new database, shared by
+    every `serve` of the test) and the S3 settings for pg+s3."""
+    if serve_mode == "local":
+        return {}
+    bucket = request.getfixturevalue("shared_bucket")
+    return {"DATABASE_URL": request.getfixturevalue("postgres")(), **bucket.settings()}
+
+
+@pytest.fixture
+def serve_factory(tmp_path, serve_settings) -> Iterator:
     """Start `imagehost serve` with extra settings: serve_factory(UPLOADS="key")."""
     started: list[Running] = []
 
     def make(**overrides: str) -> Running:
-        running = start_stack("serve", tmp_path / f"serve{len(started)}", **overrides)
+        settings = {**serve_settings, **overrides}
+        running = start_stack("serve", tmp_path / f"serve{len(started)}", **settings)
         started.append(running)
         return running
 
@@ -71,6 +119,23 @@ def seaweed(tmp_path_factory) -> Iterator:
     running = start_seaweed(tmp_path_factory.mktemp("seaweed"))
     yield running
     running.stop()
+
+
+def _empty(bucket) -> None:
+    client = bucket.boto3_client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket.bucket):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=bucket.bucket, Key=item["Key"])
+
+
+@pytest.fixture
+def shared_bucket(seaweed) -> Iterator:
+    """The session's SeaweedFS (`seaweed`), its bucket emptied before and after the test, so
+    the test sees only its own objects. Never a bucket per test: SeaweedFS gives each bucket
+    volumes of its own, and `-volume.max=4` allows few."""
+    _empty(seaweed)
+    yield seaweed
+    _empty(seaweed)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The command line, and where the application is assembled: serve, up, worker(s),
-nginx-config, check, reindex, settings.
+nginx-config, check, reindex, migrate-store, migrate-catalog, settings.
 
 `server` knows only a handler and its Options; `api.App` knows nothing of HTTP framing; this
 module puts them together, so neither imports the other (tests/test_imports.py).
@@ -8,11 +8,12 @@ module puts them together, so neither imports the other (tests/test_imports.py).
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from . import api, config, front, logs, maintenance, rights, server
+from . import api, config, front, logs, maintenance, migrate, rights, server
 from .catalog import open_catalog
 from .config import Settings
-from .errors import ConfigError
+from .errors import ApiError, ConfigError
 from .store import open_store
 from .workers import Supervisor, worker_children
 
@@ -37,6 +38,35 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reindex",
         help="check, and index files dropped into IMAGES_DIR by hand (STORAGE=local only)",
+    )
+    store = commands.add_parser(
+        "migrate-store",
+        help="copy the images of a local folder into the bucket of STORAGE=s3 and S3_* "
+        "(resumable: skips what is there)",
+    )
+    store.add_argument(
+        "--from-dir",
+        type=Path,
+        metavar="DIR",
+        help="the folder to copy from (default: IMAGES_DIR, whatever STORAGE says)",
+    )
+    store.add_argument(
+        "--jobs",
+        type=int,
+        default=migrate.COPY_JOBS,
+        help=f"images copied at once (default {migrate.COPY_JOBS})",
+    )
+    catalog = commands.add_parser(
+        "migrate-catalog",
+        help="copy a SQLite catalog into the PostgreSQL one of DATABASE_URL (skips rows there)",
+    )
+    catalog.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        metavar="FILE",
+        help="the SQLite catalog to copy (default: DATA_DIR/catalog.sqlite3); the admin key "
+        "is taken from the admin_key file beside it",
     )
     commands.add_parser("settings", help="print every setting with its meaning (.env.sample)")
     return parser
@@ -85,7 +115,7 @@ def workers(settings: Settings) -> int:
     HOST:PORT / PUBLIC_URL are where users reach it."""
     _check_reachable(settings)
     logs.setup(settings, role="supervisor")
-    admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
+    admin_key = rights.load_admin_key(settings)
     return Supervisor(worker_children(settings)).run(
         ready=lambda: rights.log_management_link(front.front_url(settings), admin_key)
     )
@@ -126,11 +156,33 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return up(settings)
     if args.command == "nginx-config":
         return front.write_config(settings, args.output, docker=args.docker)
+    if args.command in ("migrate-store", "migrate-catalog"):
+        return _migrate(args, settings)
     report = maintenance.check(
         settings, dry_run=getattr(args, "dry_run", False), adopt_foreign=args.command == "reindex"
     )
     print("\n".join(report.lines()))
     return 0 if report.clean else 1
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """migrate-store / migrate-catalog: failures one per line on stderr, then the summary;
+    1 when anything failed (run it again once the cause is fixed)."""
+    try:
+        if args.command == "migrate-store":
+            report = migrate.migrate_store(settings, args.from_dir, args.jobs)
+        else:
+            report = migrate.migrate_catalog(settings, args.from_file)
+    except ApiError as exc:  # the bucket or the database stopped answering part-way
+        print(
+            f"imagehost {args.command}: {exc.detail} Nothing is lost; run it again.",
+            file=sys.stderr,
+        )
+        return 1
+    for line in report.problems():
+        print(line, file=sys.stderr)
+    print(report.summary(), flush=True)
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

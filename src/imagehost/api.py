@@ -76,7 +76,7 @@ class App:
         self.store = open_store(settings)  # ConfigError when the bucket does not answer
         self.catalog = open_catalog(settings)
         self.ingest = Ingest(self.store, self.catalog, ImageLimits.from_settings(settings))
-        self.admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
+        self.admin_key = rights.load_admin_key(settings, self.catalog)
         self.router = Router(_routes(), PARAMS)
         self.body_limit_bytes = uploads.body_limit_bytes(settings.max_upload_bytes)
 

@@ -166,7 +166,8 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "ADMIN_KEY",
         "",
-        "lists-all and deletes-any key (default: generated once, kept in DATA_DIR/admin_key)",
+        "lists-all and deletes-any key (default: generated once, kept in DATA_DIR/admin_key, "
+        "or in the catalog with DATABASE_URL, where the first node to start makes it)",
         _key,
     ),
     Setting(

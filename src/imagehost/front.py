@@ -340,7 +340,7 @@ def up(settings: Settings, nginx: str) -> int:
         )
         return 1
     # Made here, once, before the workers race for it (they would agree anyway: O_EXCL).
-    admin_key = rights.load_admin_key(settings.admin_key, settings.data_dir)
+    admin_key = rights.load_admin_key(settings)
     _become_subreaper()
     nginx_child = Child(
         name="nginx", argv=nginx_argv(nginx, conf), on_exit=lambda _pid: _reap_orphans()

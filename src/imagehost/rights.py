@@ -1,9 +1,13 @@
 """Who may do what: the admin key, delete tokens, and the UPLOADS / LISTING policies.
 
+The admin key is ADMIN_KEY, or one made on first start and kept where every process that must
+agree on it can read it: in the shared catalog with DATABASE_URL, else in DATA_DIR.
+
 Secrets are compared with hmac.compare_digest; delete tokens are stored only as SHA-256
 hashes, so a leaked catalog does not let anyone delete.
 """
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -12,16 +16,48 @@ import secrets
 import time
 from pathlib import Path
 
+from .catalog import Catalog, open_catalog
+from .config import Settings
 from .errors import Forbidden, Unauthorized
 
-ADMIN_KEY_FILE = "admin_key"
+ADMIN_KEY_FILE = "admin_key"  # in DATA_DIR
+ADMIN_KEY_SETTING = "admin_key"  # its name in a shared catalog's settings
 
 
-def load_admin_key(configured: str, data_dir: Path) -> str:
-    """ADMIN_KEY when set; otherwise the key kept in DATA_DIR/admin_key, made on first start."""
-    if configured:
-        return configured
-    path = Path(data_dir) / ADMIN_KEY_FILE
+def load_admin_key(settings: Settings, catalog: Catalog | None = None) -> str:
+    """The admin key of this node; every process of a node, and every node, gets the same one.
+
+    ADMIN_KEY when set always wins. Otherwise, with DATABASE_URL, the key kept in the shared
+    catalog: the first node to start stores a new one and every node reads that. Otherwise
+    DATA_DIR/admin_key, made on first start. `catalog` is the caller's open catalog; without
+    one, one is opened (and closed) here when DATABASE_URL is set. Raises errors.ConfigError or
+    ServiceUnavailable when the database cannot be reached."""
+    if settings.admin_key:
+        return settings.admin_key
+    if catalog is None and settings.database_url:
+        with contextlib.closing(open_catalog(settings)) as opened:
+            return load_admin_key(settings, opened)
+    if catalog is not None:
+        kept = keep_admin_key(catalog, secrets.token_urlsafe(32))
+        if kept is not None:
+            return kept
+    return _key_file(Path(settings.data_dir) / ADMIN_KEY_FILE)
+
+
+def keep_admin_key(catalog: Catalog, key: str) -> str | None:
+    """The key a shared catalog keeps, `key` unless it keeps one already; None for SQLite."""
+    return catalog.keep_setting(ADMIN_KEY_SETTING, key)
+
+
+def local_admin_key(data_dir: Path) -> str | None:
+    """The key kept in `data_dir`/admin_key, or None when there is none (never made here)."""
+    try:
+        return (Path(data_dir) / ADMIN_KEY_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _key_file(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # O_EXCL: of several workers starting at once, exactly one writes the key.

@@ -142,7 +142,16 @@ class Running:
 
     @property
     def admin_key(self) -> str:
-        return self.env.get("ADMIN_KEY") or (self.data_dir / "admin_key").read_text().strip()
+        """ADMIN_KEY, else the generated key: DATA_DIR/admin_key, or with DATABASE_URL (which
+        keeps it in PostgreSQL) the one in the management link the command logged."""
+        if self.env.get("ADMIN_KEY"):
+            return self.env["ADMIN_KEY"]
+        if not self.env.get("DATABASE_URL"):
+            return (self.data_dir / "admin_key").read_text().strip()
+        found = wait_for(
+            lambda: re.search(r"upload\.html#key=(\S+)", self.console), what="the management link"
+        )
+        return found.group(1)
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run another `imagehost` command against the same folders."""

@@ -16,6 +16,7 @@ from ..config import Settings
 from .base import Catalog as Catalog  # re-exported: callers import from the package
 from .base import Counters as Counters
 from .base import ImageRow as ImageRow
+from .base import ImportConflict as ImportConflict
 
 FILE_NAME = "catalog.sqlite3"  # in DATA_DIR
 

@@ -55,6 +55,13 @@ class Catalog(Protocol):
         all of them or, on any error, none."""
         ...
 
+    def import_rows(self, rows: Iterable[ImageRow]) -> list[ImageRow]:
+        """Insert rows of another catalog as they are, `seq` included (migrate-catalog), in one
+        transaction; a row whose filename is already here is skipped. Returns the rows added.
+        Afterwards new rows get a `seq` past every one imported. Raises ImportConflict when a
+        row's `seq` or `id` belongs to another image here (nothing is added then)."""
+        ...
+
     def get(self, filename: str) -> ImageRow | None: ...
 
     def remove(self, filename: str) -> bool:
@@ -73,9 +80,20 @@ class Catalog(Protocol):
         """Raises when the database cannot be read (for /api/health)."""
         ...
 
+    def keep_setting(self, name: str, value: str) -> str | None:
+        """The value every node reads under `name`: `value` is stored unless one is there
+        already (the first node wins), and the stored one returned. None from a catalog of
+        one machine (SQLite), which keeps no settings: DATA_DIR does."""
+        ...
+
     def close(self) -> None:
         """Release every connection; the catalog is not used afterwards."""
         ...
+
+
+class ImportConflict(Exception):
+    """import_rows found a row's `seq` or `id` taken by another image (the message says which):
+    the catalog imported into was not empty of other images."""
 
 
 def with_seq(row: ImageRow, seq: int) -> ImageRow:

@@ -22,7 +22,8 @@ Migrations (migrations/postgres/NNN_name.sql) run at start in one transaction un
 pg_advisory_xact_lock(MIGRATION_LOCK): nodes starting together queue on the lock and each
 migration is applied exactly once; `schema_migrations` has one row per applied number.
 A database that cannot be reached or migrated stops start-up with errors.ConfigError: one line
-naming DATABASE_URL and the server, never the password.
+naming DATABASE_URL and the server, never the password. The `settings` table keeps what every
+node must agree on (the generated admin key: keep_setting, first node wins).
 """
 
 import contextlib
@@ -35,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigError, ServiceUnavailable
-from .base import COLUMNS, FIELDS, Counters, ImageRow, migrations, with_seq
+from .base import COLUMNS, FIELDS, Counters, ImageRow, ImportConflict, migrations, with_seq
 
 log = logging.getLogger("imagehost.catalog")
 
@@ -49,13 +50,20 @@ RECONNECT_TIMEOUT_S = 10.0
 MIGRATION_TIMEOUT_S = 60.0  # waiting for another node's migration, and running ours
 # Idle in a transaction (a frozen process holding row locks) this long: the server ends it.
 IDLE_IN_TRANSACTION_S = 30
+# migrate-catalog's one transaction: 100,000 rows take a few seconds, so 5 s would be tight.
+IMPORT_TIMEOUT_S = 600
 MIGRATION_LOCK = 0x696D616765686F  # "imageho": the advisory lock key, the same on every node
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""
-_ARRAY_TYPES = {"size": "bigint", "width": "integer", "height": "integer"}  # else text
+_ARRAY_TYPES = {
+    "seq": "bigint",
+    "size": "bigint",
+    "width": "integer",
+    "height": "integer",
+}  # else text
 _INSERTED = [f for f in FIELDS if f != "seq"]
 # One statement for any number of rows: the columns as arrays, unnested in order (ORDINALITY),
 # so seq follows the order given, as it does in SQLite.
@@ -65,6 +73,18 @@ _INSERT = (
     + ", ".join(f"%s::{_ARRAY_TYPES.get(f, 'text')}[]" for f in _INSERTED)
     + f") WITH ORDINALITY AS given({', '.join(_INSERTED)}, n) ORDER BY n "
     "RETURNING filename, seq"
+)
+# migrate-catalog: every column, seq included; a filename already here is skipped.
+_IMPORT = (
+    f"INSERT INTO images ({COLUMNS}) SELECT {COLUMNS} FROM unnest("
+    + ", ".join(f"%s::{_ARRAY_TYPES.get(f, 'text')}[]" for f in FIELDS)
+    + f") AS given({COLUMNS}) ON CONFLICT (filename) DO NOTHING RETURNING filename"
+)
+# Past the largest seq, never back: a sequence already further (rows deleted) stays there.
+_SEQUENCE = "pg_get_serial_sequence('images', 'seq')"
+_SEQUENCE_PAST_ROWS = (
+    f"SELECT setval({_SEQUENCE}, max(seq)) FROM images "
+    f"HAVING max(seq) > coalesce(pg_sequence_last_value({_SEQUENCE}::regclass), 0)"
 )
 
 
@@ -134,6 +154,24 @@ class PostgresCatalog:
         seqs = dict(self._rows(_INSERT, columns))
         return [with_seq(row, seqs[row.filename]) for row in rows]
 
+    def import_rows(self, rows: Iterable[ImageRow]) -> list[ImageRow]:
+        """Insert rows with their own `seq` in one transaction, under a table lock (no upload
+        takes a seq meanwhile); those whose filename is here already are skipped. The identity
+        sequence is then set past the largest `seq`; the triggers count the rows added (total
+        and version), and the epoch stays this catalog's own."""
+        rows = list(rows)
+        columns = tuple([getattr(row, f) for row in rows] for f in FIELDS)
+        try:
+            with self._connection() as conn, conn.transaction():
+                conn.execute(f"SET LOCAL statement_timeout = {IMPORT_TIMEOUT_S * 1000}")
+                conn.execute("LOCK TABLE images IN SHARE ROW EXCLUSIVE MODE")
+                added = {r[0] for r in conn.execute(_IMPORT, columns).fetchall()}
+                conn.execute(_SEQUENCE_PAST_ROWS)
+        except psycopg.errors.UniqueViolation as exc:  # the seq or the id of another image
+            detail = exc.diag.message_detail or _first_line(exc)
+            raise ImportConflict(detail) from None
+        return [row for row in rows if row.filename in added]
+
     def get(self, filename: str) -> ImageRow | None:
         found = self._rows(f"SELECT {COLUMNS} FROM images WHERE filename = %s", (filename,))
         return ImageRow(*found[0]) if found else None
@@ -162,6 +200,17 @@ class PostgresCatalog:
     def ping(self) -> None:
         """Raises when the database cannot be read (for /api/health)."""
         self._rows("SELECT 1 FROM counters LIMIT 1")
+
+    def keep_setting(self, name: str, value: str) -> str:
+        """The value kept in the `settings` table under `name`; `value` is stored first when
+        there is none. Two statements, not one: a single statement's snapshot would miss the
+        row of a node that committed it while this INSERT waited for it."""
+        with self._connection() as conn:
+            conn.execute(
+                "INSERT INTO settings (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (name, value),
+            )
+            return conn.execute("SELECT value FROM settings WHERE name = %s", (name,)).fetchone()[0]
 
 
 def _conninfo(url: str, statement_timeout_s: float) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import ServiceUnavailable
-from .base import COLUMNS, FIELDS, Counters, ImageRow, migrations, with_seq
+from .base import COLUMNS, FIELDS, Counters, ImageRow, ImportConflict, migrations, with_seq
 
 BUSY_TIMEOUT_S = 5.0
 POOL_SIZE = 8  # idle connections kept per process
@@ -132,6 +132,23 @@ class SQLiteCatalog:
                 added.append(with_seq(row, cur.lastrowid))
         return added
 
+    def import_rows(self, rows: Iterable[ImageRow]) -> list[ImageRow]:
+        """Insert rows with their own `seq`, in one transaction; those whose filename is here
+        already are skipped. AUTOINCREMENT moves past the largest `seq` inserted by itself."""
+        sql = (
+            f"INSERT INTO images ({COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))}) "
+            "ON CONFLICT (filename) DO NOTHING"
+        )
+        added = []
+        try:
+            with self._transaction() as conn:
+                for row in rows:
+                    if conn.execute(sql, [getattr(row, f) for f in FIELDS]).rowcount:
+                        added.append(row)
+        except sqlite3.IntegrityError as exc:  # the seq or the id of another image
+            raise ImportConflict(str(exc)) from None
+        return added
+
     def get(self, filename: str) -> ImageRow | None:
         with self._connection() as conn:
             found = conn.execute(
@@ -171,6 +188,10 @@ class SQLiteCatalog:
         """Raises when the database cannot be read (for /api/health)."""
         with self._connection() as conn:
             conn.execute("SELECT 1 FROM counters LIMIT 1").fetchone()
+
+    def keep_setting(self, name: str, value: str) -> None:
+        """None: one machine's catalog keeps no settings (the admin key stays in DATA_DIR)."""
+        return None
 
 
 def _statements(script: str) -> list[str]:
