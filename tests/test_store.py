@@ -351,6 +351,9 @@ def test_check_repairs_the_bucket_after_the_grace_period(s3_serve):
     assert young.missing_files == [lost["filename"]]
     assert young.missing_thumbnails == [bare["filename"]]
 
+    shown = running.cli("check", "--dry-run", "--grace", "0")  # the same from the command line
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert f"unindexed file: {orphan}" in shown.stdout and f"unindexed file: {junk}" in shown.stdout
     dry = maintenance.check(settings, dry_run=True, orphan_grace_s=0)
     assert dry.missing_files == [lost["filename"]]
     assert dry.unindexed_files == sorted([junk, orphan])

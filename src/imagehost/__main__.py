@@ -33,8 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     nginx = commands.add_parser("nginx-config", help="print or write the rendered nginx config")
     nginx.add_argument("--output", help="write here instead of printing")
     nginx.add_argument("--docker", action="store_true", help="for the compose nginx container")
-    check = commands.add_parser("check", help="find and repair catalog/disk drift")
+    check = commands.add_parser("check", help="find and repair catalog/store drift")
     check.add_argument("--dry-run", action="store_true", help="report only, change nothing")
+    check.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="objects without a row count only when older than this (default: "
+        f"{maintenance.ORPHAN_GRACE_S} with "
+        "STORAGE=s3, where other nodes may be mid-upload; 0 for a local folder)",
+    )
     commands.add_parser(
         "reindex",
         help="check, and index files dropped into IMAGES_DIR by hand (STORAGE=local only)",
@@ -159,7 +167,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in ("migrate-store", "migrate-catalog"):
         return _migrate(args, settings)
     report = maintenance.check(
-        settings, dry_run=getattr(args, "dry_run", False), adopt_foreign=args.command == "reindex"
+        settings,
+        dry_run=getattr(args, "dry_run", False),
+        adopt_foreign=args.command == "reindex",
+        orphan_grace_s=getattr(args, "grace", None),
     )
     print("\n".join(report.lines()))
     return 0 if report.clean else 1
