@@ -101,28 +101,33 @@ class Backend:
             yield
             conn.rollback()
 
-    def columns(self) -> list[tuple[str, str, bool]]:
-        """The images table: (name, kind integer/text, nullable), in order."""
+    def columns(self, table: str = "images") -> list[tuple[str, str, bool]]:
+        """A table's columns: (name, kind integer/text/timestamp, nullable), in order."""
         if self.kind == "sqlite":
             return [
                 (name, kind.lower(), not notnull and not pk)
-                for _, name, kind, notnull, _, pk in self.query("PRAGMA table_info(images)")
+                for _, name, kind, notnull, _, pk in self.query(f"PRAGMA table_info({table})")
             ]
-        kinds = {"bigint": "integer", "integer": "integer", "text": "text"}
+        kinds = {
+            "bigint": "integer",
+            "integer": "integer",
+            "text": "text",
+            "timestamp with time zone": "timestamp",
+        }
         return [
             (name, kinds[kind], nullable == "YES")
             for name, kind, nullable in self.query(
                 "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
-                " WHERE table_name = 'images' ORDER BY ordinal_position"
+                f" WHERE table_name = '{table}' ORDER BY ordinal_position"
             )
         ]
 
-    def keys(self) -> tuple[set[str], set[str]]:
-        """(primary key columns, columns with a unique index of their own) of images."""
+    def keys(self, table: str = "images") -> tuple[set[str], set[str]]:
+        """(primary key columns, columns with a unique index of their own) of a table."""
         if self.kind == "sqlite":
-            primary = {r[1] for r in self.query("PRAGMA table_info(images)") if r[5]}
+            primary = {r[1] for r in self.query(f"PRAGMA table_info({table})") if r[5]}
             unique = set()
-            for _, index, is_unique, origin, _ in self.query("PRAGMA index_list(images)"):
+            for _, index, is_unique, origin, _ in self.query(f"PRAGMA index_list({table})"):
                 names = [r[2] for r in self.query(f"PRAGMA index_info('{index}')")]
                 if is_unique and origin == "u" and len(names) == 1:
                     unique.add(names[0])
@@ -130,7 +135,7 @@ class Backend:
         found = self.query(
             "SELECT a.attname, i.indisprimary FROM pg_index i"
             " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
-            " WHERE i.indrelid = 'images'::regclass AND i.indisunique AND i.indnatts = 1"
+            f" WHERE i.indrelid = '{table}'::regclass AND i.indisunique AND i.indnatts = 1"
         )
         return {n for n, pk in found if pk}, {n for n, pk in found if not pk}
 
@@ -268,9 +273,16 @@ def test_both_schemas_expose_the_same_columns_and_counters(postgres, tmp_path):
     assert lite.keys() == pg.keys() == ({"seq"}, {"id", "filename"})
     counter_names = "SELECT name FROM counters ORDER BY name"
     assert lite.query(counter_names) == pg.query(counter_names)
+    # the sweeper's pending deletes (a time: TIMESTAMPTZ, or ISO 8601 text in SQLite)
+    assert lite.columns("pending_deletes") == pg.columns("pending_deletes")
+    assert pg.columns("pending_deletes") == [
+        ("filename", "text", False),
+        ("since", "timestamp", False),
+    ]
+    assert lite.keys("pending_deletes") == pg.keys("pending_deletes") == ({"filename"}, set())
     # PostgreSQL has one more: the settings every node shares (002, the admin key)
-    assert lite.applied() == numbers("sqlite") == [1]
-    assert pg.applied() == numbers("postgres") == [1, 2]
+    assert lite.applied() == numbers("sqlite") == [1, 2]
+    assert pg.applied() == numbers("postgres") == [1, 2, 3]
 
 
 # --- migrations ------------------------------------------------------------------------------

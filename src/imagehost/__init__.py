@@ -17,6 +17,7 @@ store/       the Store interface; local files; S3 (the only importer of obstore)
 catalog/     the Catalog interface; SQLite; PostgreSQL (the only SQL, numbered migrations)
 rights       admin key, delete tokens, UPLOADS/LISTING policies
 maintenance  check and reindex: repair drift between catalog and store
+sweeper      the delete sweeper: removes objects a failed delete left, one node at a time
 migrate      moving an installation: the image folder into a bucket, SQLite into PostgreSQL
 workers      the supervisor of worker processes (and nginx)
 front        the nginx config template, rendering it, running nginx (`up`)

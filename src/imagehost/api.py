@@ -24,6 +24,7 @@ from .messages import Request, Response, Stream
 from .openapi import spec
 from .routing import Route, Router
 from .store import Opened, open_store
+from .sweeper import SWEEP_INTERVAL_S, Sweeper
 
 log = logging.getLogger("imagehost.api")
 
@@ -69,9 +70,12 @@ def _routes() -> list[Route]:
 
 
 class App:
-    """Everything a request handler needs: settings, store, catalog, ingest, admin key, routes."""
+    """Everything a request handler needs: settings, store, catalog, ingest, admin key, routes.
 
-    def __init__(self, settings: Settings):
+    Also starts this process's delete sweeper (a daemon thread, every `sweep_interval_s`; one
+    sweeper at a time runs in the installation, see sweeper.py); None starts none."""
+
+    def __init__(self, settings: Settings, sweep_interval_s: float | None = SWEEP_INTERVAL_S):
         self.settings = settings
         self.store = open_store(settings)  # ConfigError when the bucket does not answer
         self.catalog = open_catalog(settings)
@@ -79,6 +83,10 @@ class App:
         self.admin_key = rights.load_admin_key(settings, self.catalog)
         self.router = Router(_routes(), PARAMS)
         self.body_limit_bytes = uploads.body_limit_bytes(settings.max_upload_bytes)
+        self.sweeper: Sweeper | None = None
+        if sweep_interval_s is not None:
+            self.sweeper = Sweeper(self.catalog, self.store, sweep_interval_s)
+            self.sweeper.start()
 
     def handle(self, request: Request) -> Response:
         match = self.router.match(request.method, request.path)
@@ -216,18 +224,24 @@ def delete_image(app: App, request: Request) -> Response:
         row.delete_token_hash,
     )
     # The row first: once it is gone the image is deleted for every node, whatever happens to
-    # its objects next.
+    # its objects next. The same transaction records it as a pending delete, which the
+    # sweeper finishes if the objects cannot be removed now.
     if not app.catalog.remove(filename):
         raise NotFound("There is no image with this name.")
     fields = {"rid": request.request_id}
     try:
         app.store.delete(filename)
     except (OSError, ServiceUnavailable) as exc:
-        log.error(
-            "deleted %s from the catalog, but not its files; `imagehost check` removes them",
+        log.warning(
+            "deleted %s from the catalog, but not yet its files; the sweeper removes them",
             filename,
             extra={"fields": {**fields, "error": type(exc).__name__}},
         )
+    else:
+        try:
+            app.catalog.forget_deletes([filename])
+        except ServiceUnavailable:  # done all the same: the sweeper forgets it next round
+            log.warning("deleted %s; its pending entry stays for the sweeper", filename)
     log.info("deleted %s", filename, extra={"fields": fields})
     return Response(204)
 

@@ -4,32 +4,36 @@ Repairs never delete an image someone could still want: a file without a row is 
 (given a row), not removed; a row without a file is removed, since there is nothing to serve.
 Files are handled only through the Store, rows only through the Catalog, and indexing goes
 through the same ingest module as uploads. Both store modes: a local folder, or a bucket
-(where objects without a row count only after a grace period, and deletes whose objects
-outlived their row, e.g. S3 down at that moment, are finished here).
+(where objects without a row count only after a grace period). Deletes whose objects outlived
+their row (the catalog's pending deletes: S3 down at that moment, a node killed) are finished
+here as by the sweeper, and their objects are never taken for unindexed files.
 """
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import open_catalog
+from .catalog import Catalog, open_catalog
 from .config import Settings
 from .errors import ImageRejected, UnsupportedImage
 from .formats import THUMBNAIL_EXT
 from .ingest import ImageLimits, Ingest
-from .store import image_id_of, open_store
+from .store import Store, image_id_of, open_store
+from .sweeper import sweep
 
 REJECTED_DIR = "rejected"  # in DATA_DIR: files reindex found not to be images we accept
 # Objects without a row (and thumbnails without an original) younger than this are left alone
 # in a bucket several nodes write to: an upload takes milliseconds between its objects and its
 # row, and an hour also covers a node stalled under load or a clock a little off.
 ORPHAN_GRACE_S = 3600
+PENDING_BATCH = 1000  # pending deletes read (and swept) at a time
 
 
 @dataclass
 class Report:
     """What was found (and repaired unless dry_run), as lists of names."""
 
+    pending_deletes: list[str] = field(default_factory=list)  # rows gone, objects not yet
     missing_files: list[str] = field(default_factory=list)  # rows whose file is gone
     unindexed_files: list[str] = field(default_factory=list)  # files without a row
     missing_thumbnails: list[str] = field(default_factory=list)
@@ -85,13 +89,20 @@ def check(
         report.rejected_files.append(path.name)
 
     try:
+        swept = _sweep_pending(catalog, store, dry_run)
+        report.pending_deletes.extend(sorted(swept))
         rows = catalog.filenames()  # before listing: a row is only ever added after its object
         files = store.images()
+        # Objects of deleted images (in a dry run, or deleted on another node since the sweep)
+        # are never unindexed files: indexing them would bring a deleted image back.
+        pending = swept | set(catalog.pending_deletes(0, PENDING_BATCH))
+        files = {f: t for f, t in files.items() if f not in pending}
         for filename in sorted(rows - files.keys()):
             report.missing_files.append(filename)
             if not dry_run:
                 catalog.remove(filename)
                 store.delete(filename)
+                catalog.forget_deletes([filename])
         young = {f for f in files.keys() - rows if in_flight(files[f])}  # left for a later run
         for filename in sorted(files.keys() - rows - young):
             report.unindexed_files.append(filename)
@@ -111,13 +122,15 @@ def check(
                         ingest.adopt(path)
                     except (UnsupportedImage, ImageRejected):
                         reject(path)
-        # Every image file left is indexed now (or would be, in a dry run): its thumbnail
-        # should exist, and a thumbnail without an image file is an orphan.
+        # Every image file left but those of pending deletes is indexed now (or would be, in a
+        # dry run): its thumbnail should exist, and a thumbnail without an image file is an
+        # orphan.
         image_files = store.image_files()
         live_ids = {image_id_of(f) for f in image_files}
         thumbnails = store.thumbnails()
+        skipped = young | pending
         for filename in image_files:
-            if filename not in young and image_id_of(filename) not in thumbnails:
+            if filename not in skipped and image_id_of(filename) not in thumbnails:
                 report.missing_thumbnails.append(filename)
                 if not dry_run:
                     ingest.remake_thumbnail(filename)
@@ -134,3 +147,16 @@ def check(
     finally:
         catalog.close()
     return report
+
+
+def _sweep_pending(catalog: Catalog, store: Store, dry_run: bool) -> set[str]:
+    """Every pending delete (its objects removed and the entry forgotten unless dry_run),
+    in batches of PENDING_BATCH: each batch is forgotten, so the next one is new."""
+    if dry_run:
+        return set(catalog.pending_deletes(0, PENDING_BATCH))
+    swept: set[str] = set()
+    while True:
+        done = sweep(catalog, store, 0, PENDING_BATCH)
+        swept.update(done)
+        if len(done) < PENDING_BATCH:
+            return swept

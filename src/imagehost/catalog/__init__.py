@@ -7,7 +7,9 @@ postgres  DATABASE_URL: the only importer of psycopg; a connection pool, timeout
 
 open_catalog(settings) picks one. Both keep the listing's counters in triggers, so its ETag and
 X-Total-Count are one read, and both raise errors.ServiceUnavailable (503) rather than wait
-longer than their timeout. psycopg is imported only when DATABASE_URL is set.
+longer than their timeout. Both record a removed row's filename as a pending delete in the same
+transaction, and keep the installation's sweeper lock (sweeper.py finishes those deletes).
+psycopg is imported only when DATABASE_URL is set.
 """
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Kept apart from the package's __init__ (which imports the implementations) so th
 postgres can import it without a cycle.
 """
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -65,7 +66,25 @@ class Catalog(Protocol):
     def get(self, filename: str) -> ImageRow | None: ...
 
     def remove(self, filename: str) -> bool:
-        """Delete the row; False when there was none (someone else deleted it first)."""
+        """Delete the row and, in the same transaction, add its filename to the pending
+        deletes (its objects are still to be removed); False when there was no row (someone
+        else deleted it first), and nothing is added then."""
+        ...
+
+    def pending_deletes(self, older_than_s: float, limit: int) -> list[str]:
+        """Up to `limit` filenames whose row was removed at least `older_than_s` seconds ago
+        and whose objects are not known to be gone yet, oldest first."""
+        ...
+
+    def forget_deletes(self, filenames: Iterable[str]) -> None:
+        """Drop these from the pending deletes (their objects are gone); unknown names are
+        ignored."""
+        ...
+
+    def sweeper_lock(self) -> contextlib.AbstractContextManager[bool]:
+        """The installation-wide sweeper lock, tried without waiting: the block gets True when
+        it holds the lock (released at its end), False when another sweeper — in this
+        process, another one or on another node — holds it."""
         ...
 
     def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:

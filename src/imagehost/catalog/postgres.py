@@ -23,7 +23,9 @@ pg_advisory_xact_lock(MIGRATION_LOCK): nodes starting together queue on the lock
 migration is applied exactly once; `schema_migrations` has one row per applied number.
 A database that cannot be reached or migrated stops start-up with errors.ConfigError: one line
 naming DATABASE_URL and the server, never the password. The `settings` table keeps what every
-node must agree on (the generated admin key: keep_setting, first node wins).
+node must agree on (the generated admin key: keep_setting, first node wins). The sweeper lock
+is pg_try_advisory_lock(SWEEPER_LOCK) on a pooled connection held for the sweep: one sweeper
+in the whole installation, and a node that dies releases it with its session.
 """
 
 import contextlib
@@ -53,6 +55,7 @@ IDLE_IN_TRANSACTION_S = 30
 # migrate-catalog's one transaction: 100,000 rows take a few seconds, so 5 s would be tight.
 IMPORT_TIMEOUT_S = 600
 MIGRATION_LOCK = 0x696D616765686F  # "imageho": the advisory lock key, the same on every node
+SWEEPER_LOCK = 0x696D6167657377  # "imagesw": the sweeper's, the same on every node
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
@@ -138,6 +141,10 @@ class PostgresCatalog:
         with self._connection() as conn:
             return conn.execute(query, params).fetchall()
 
+    def _execute(self, query: str, params: tuple = ()) -> None:
+        with self._connection() as conn:
+            conn.execute(query, params)
+
     def close(self) -> None:
         self._pool.close()
 
@@ -177,9 +184,51 @@ class PostgresCatalog:
         return ImageRow(*found[0]) if found else None
 
     def remove(self, filename: str) -> bool:
-        """Delete the row; False when there was none (someone else deleted it first)."""
+        """Delete the row and record the pending delete in one transaction; False when there
+        was no row (someone else deleted it first)."""
+        with self._connection() as conn, conn.transaction():
+            gone = conn.execute("DELETE FROM images WHERE filename = %s", (filename,)).rowcount
+            if gone:
+                conn.execute(
+                    "INSERT INTO pending_deletes (filename) VALUES (%s) ON CONFLICT DO NOTHING",
+                    (filename,),
+                )
+            return gone > 0
+
+    def pending_deletes(self, older_than_s: float, limit: int) -> list[str]:
+        """Up to `limit` filenames removed at least `older_than_s` seconds ago (by the
+        database's clock), oldest first."""
+        rows = self._rows(
+            "SELECT filename FROM pending_deletes WHERE since <= now() - make_interval(secs => %s)"
+            " ORDER BY since, filename LIMIT %s",
+            (float(older_than_s), limit),
+        )
+        return [r[0] for r in rows]
+
+    def forget_deletes(self, filenames: Iterable[str]) -> None:
+        """Drop these from the pending deletes, in one statement."""
+        names = list(filenames)
+        if names:
+            self._execute("DELETE FROM pending_deletes WHERE filename = ANY(%s)", (names,))
+
+    @contextlib.contextmanager
+    def sweeper_lock(self) -> Iterator[bool]:
+        """pg_try_advisory_lock(SWEEPER_LOCK), tried once, on a connection kept for the block
+        (a session lock belongs to its connection); unlocked at the end. A connection that
+        cannot unlock is closed rather than pooled: its session ends, and the lock with it."""
         with self._connection() as conn:
-            return conn.execute("DELETE FROM images WHERE filename = %s", (filename,)).rowcount > 0
+            found = conn.execute("SELECT pg_try_advisory_lock(%s)", (SWEEPER_LOCK,)).fetchone()
+            if not found[0]:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEPER_LOCK,))
+                except psycopg.Error as exc:
+                    log.warning("sweeper lock: unlock failed (%s); closing", _first_line(exc))
+                    conn.close()
 
     def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:
         """Up to `limit` images, newest first, older than `before_seq` when given."""

@@ -3,10 +3,13 @@
 Every worker process opens the same database file; WAL lets readers proceed while one writer
 commits. A writer that cannot get the lock within BUSY_TIMEOUT_S gives up with
 ServiceUnavailable (503) rather than waiting forever. Schema changes are numbered files in
-migrations/sqlite/, applied in order and recorded in `PRAGMA user_version`.
+migrations/sqlite/, applied in order and recorded in `PRAGMA user_version`. The sweeper lock
+is an flock on sweeper.lock beside the database file (DATA_DIR): one machine, one lock file.
 """
 
 import contextlib
+import fcntl
+import os
 import queue
 import sqlite3
 import time
@@ -18,6 +21,7 @@ from .base import COLUMNS, FIELDS, Counters, ImageRow, ImportConflict, migration
 
 BUSY_TIMEOUT_S = 5.0
 POOL_SIZE = 8  # idle connections kept per process
+SWEEPER_LOCK_FILE = "sweeper.lock"  # beside the database file, in DATA_DIR
 
 
 class SQLiteCatalog:
@@ -157,9 +161,52 @@ class SQLiteCatalog:
         return ImageRow(*found) if found else None
 
     def remove(self, filename: str) -> bool:
-        """Delete the row; False when there was none (someone else deleted it first)."""
+        """Delete the row and record the pending delete in one transaction; False when there
+        was no row (someone else deleted it first)."""
         with self._transaction() as conn:
-            return conn.execute("DELETE FROM images WHERE filename = ?", (filename,)).rowcount > 0
+            if conn.execute("DELETE FROM images WHERE filename = ?", (filename,)).rowcount == 0:
+                return False
+            conn.execute(
+                "INSERT INTO pending_deletes (filename) VALUES (?) ON CONFLICT DO NOTHING",
+                (filename,),
+            )
+            return True
+
+    def pending_deletes(self, older_than_s: float, limit: int) -> list[str]:
+        """Up to `limit` filenames removed at least `older_than_s` seconds ago, oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT filename FROM pending_deletes"
+                " WHERE since <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
+                " ORDER BY since, filename LIMIT ?",
+                (f"-{float(older_than_s):.3f} seconds", limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def forget_deletes(self, filenames: Iterable[str]) -> None:
+        """Drop these from the pending deletes, in one transaction."""
+        names = [(f,) for f in filenames]
+        if names:
+            with self._transaction() as conn:
+                conn.executemany("DELETE FROM pending_deletes WHERE filename = ?", names)
+
+    @contextlib.contextmanager
+    def sweeper_lock(self) -> Iterator[bool]:
+        """flock(LOCK_EX | LOCK_NB) on DATA_DIR/sweeper.lock, tried once: every process of
+        the machine opens the same file, and the kernel drops the lock of one that dies."""
+        fd = os.open(self.path.parent / SWEEPER_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:
         """Up to `limit` images, newest first, older than `before_seq` when given."""
