@@ -17,10 +17,11 @@ import pytest
 import requests
 from support.http import listed, uploaded
 from support.images import image_bytes
+from support.rows import image_row
 from support.stack import free_port_range, start_stack, stop_stack, wait_for
 
 from imagehost import config
-from imagehost.catalog import FILE_NAME, Catalog, Counters, ImageRow, open_catalog
+from imagehost.catalog import FILE_NAME, Catalog, Counters, open_catalog
 from imagehost.catalog.base import FIELDS, migrations
 from imagehost.catalog.postgres import PostgresCatalog
 from imagehost.catalog.sqlite import SQLiteCatalog
@@ -33,21 +34,7 @@ TIMEOUT_SLACK_S = 2.0  # what a refusal may take beyond its timeout, on a loaded
 RECOVERY_S = 15
 
 
-def row(n: int, **changes) -> ImageRow:
-    image_id = f"image{n:011d}"
-    values = dict(
-        seq=0,
-        id=image_id,
-        filename=f"{image_id}.png",
-        original_name=f"photo {n}.png",
-        content_type="image/png",
-        size=1000 + n,
-        width=64,
-        height=48,
-        created_at="2026-12-02T06:00:00.000000Z",
-        delete_token_hash=f"hash{n}" if n % 2 else None,
-    )
-    return ImageRow(**{**values, **changes})
+row = image_row
 
 
 def numbers(dialect: str) -> list[int]:

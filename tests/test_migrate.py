@@ -20,6 +20,7 @@ import pytest
 import requests
 from support.http import assert_error, listing, uploaded
 from support.images import image_bytes
+from support.rows import image_row
 from support.stack import base_env, run_cli, start_stack, wait_for
 
 from imagehost import config, formats, headers, migrate, rights
@@ -288,24 +289,15 @@ def test_an_installation_moves_to_postgres_and_s3(serve_factory, postgres, bucke
 
 def rows(count: int, first_seq: int = 1, step: int = 3, prefix: str = "imported") -> list[ImageRow]:
     """Rows as an old catalog holds them: seq with gaps (deleted images), tokens or none."""
-    made = []
-    for n in range(count):
-        image_id = f"{prefix}{n:08d}"
-        made.append(
-            ImageRow(
-                seq=first_seq + n * step,
-                id=image_id,
-                filename=f"{image_id}.png",
-                original_name=f"photo {n}.png",
-                content_type="image/png",
-                size=1000 + n,
-                width=64,
-                height=48,
-                created_at=f"2026-01-{1 + n % 28:02d}T06:00:00.000000Z",
-                delete_token_hash=f"hash{n}" if n % 2 else None,
-            )
+    return [
+        image_row(
+            n,
+            prefix,
+            seq=first_seq + n * step,
+            created_at=f"2026-01-{1 + n % 28:02d}T06:00:00.000000Z",
         )
-    return made
+        for n in range(count)
+    ]
 
 
 @pytest.fixture(params=KINDS)

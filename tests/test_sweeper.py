@@ -14,11 +14,12 @@ import requests
 from conftest import need
 from support.http import uploaded
 from support.images import image_bytes
+from support.rows import image_row
 from support.seaweed import SEAWEED_MISSING, seaweed_present, start_seaweed
 from support.stack import start_stack, stop_stack, wait_for
 
 from imagehost import config, maintenance, sweeper
-from imagehost.catalog import FILE_NAME, Catalog, ImageRow, open_catalog
+from imagehost.catalog import FILE_NAME, Catalog, open_catalog
 from imagehost.errors import ServiceUnavailable
 from imagehost.formats import THUMBNAIL_EXT
 from imagehost.store import LocalStore
@@ -31,20 +32,7 @@ SWEPT_WITHIN_S = sweeper.SWEEP_INTERVAL_S + sweeper.SWEEP_GRACE_S + RETRY_TIMEOU
 LOCK_RACE_S = 1.0  # how long the two sweepers contend for the lock
 
 
-def row(n: int) -> ImageRow:
-    image_id = f"image{n:011d}"
-    return ImageRow(
-        seq=0,
-        id=image_id,
-        filename=f"{image_id}.png",
-        original_name=f"photo {n}.png",
-        content_type="image/png",
-        size=100,
-        width=8,
-        height=8,
-        created_at="2026-12-02T07:00:00.000000Z",
-        delete_token_hash=None,
-    )
+row = image_row
 
 
 def settings_of(kind: str, root: Path, request) -> config.Settings:

@@ -6,6 +6,7 @@ module puts them together, so neither imports the other (tests/test_imports.py).
 """
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -110,20 +111,21 @@ def worker(settings: Settings, port: int) -> int:
     return server.run(app.handle, _options(settings, app), settings.worker_host, port, True)
 
 
-def _check_reachable(settings: Settings) -> None:
-    """Open the catalog (applying its migrations) and the store once, before the workers start:
-    a database or bucket that cannot be reached stops start-up with one line (ConfigError)
-    instead of workers that exit and are restarted forever."""
-    open_catalog(settings).close()
+def _before_workers(settings: Settings) -> str:
+    """Open the store and the catalog (applying its migrations) once, before the workers start,
+    and return the admin key, made here once before the workers race for it: a database or
+    bucket that cannot be reached stops start-up with one line (ConfigError) instead of
+    workers that exit and are restarted forever."""
     open_store(settings)
+    with contextlib.closing(open_catalog(settings)) as catalog:
+        return rights.load_admin_key(settings, catalog)
 
 
 def workers(settings: Settings) -> int:
     """`imagehost workers`: the supervised workers only; nginx runs elsewhere (Compose), so
     HOST:PORT / PUBLIC_URL are where users reach it."""
-    _check_reachable(settings)
+    admin_key = _before_workers(settings)
     logs.setup(settings, role="supervisor")
-    admin_key = rights.load_admin_key(settings)
     return Supervisor(worker_children(settings)).run(
         ready=lambda: rights.log_management_link(front.front_url(settings), admin_key)
     )
@@ -137,8 +139,7 @@ def up(settings: Settings) -> int:
             "nginx is not installed; falling back to `imagehost serve` (one process).", flush=True
         )
         return serve(settings)
-    _check_reachable(settings)
-    return front.up(settings, nginx)
+    return front.up(settings, nginx, _before_workers(settings))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -250,20 +250,21 @@ def image_file(app: App, request: Request) -> Response:
     filename = request.params["filename"]
     content_type = formats.BY_EXT[filename.rsplit(".", 1)[1]].content_type
     opened = app.store.open_image(filename, request.header("If-None-Match"))
-    return _stored(opened, content_type)
+    return _send(opened, content_type, IMAGE_HEADERS)
 
 
 def thumbnail_file(app: App, request: Request) -> Response:
     image_id = request.params["thumbname"].rsplit(".", 1)[0]
     opened = app.store.open_thumbnail(image_id, request.header("If-None-Match"))
-    return _stored(opened, formats.THUMBNAIL_TYPE)
+    return _send(opened, formats.THUMBNAIL_TYPE, IMAGE_HEADERS)
 
 
-def _stored(opened: Opened | None, ctype: str) -> Response:
-    """A stored image or thumbnail: sendfile for a local file, parts streamed from S3."""
+def _send(opened: Opened | None, ctype: str, kind_headers: dict[str, str]) -> Response:
+    """A file or object to send: 304 when the ETag matched, sendfile for a local file, parts
+    streamed from S3; 404 when there is none."""
     if opened is None:
         raise NotFound()
-    out = {"Content-Type": ctype, "ETag": opened.etag, **IMAGE_HEADERS}
+    out = {"Content-Type": ctype, "ETag": opened.etag, **kind_headers}
     if opened.unchanged:
         return Response(304, headers=out)
     if opened.path is not None:
@@ -280,19 +281,7 @@ def page(app: App, request: Request) -> Response:
     ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if ctype.startswith("text/") or ctype in ("application/javascript", "image/svg+xml"):
         ctype += "; charset=utf-8"
-    return _file(path, ctype, PAGE_HEADERS, request)
-
-
-def _file(path: Path, ctype: str, headers: dict, request: Request) -> Response:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise NotFound() from None
-    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-    out = {"Content-Type": ctype, "ETag": etag, **headers}
-    if request.header("If-None-Match") == etag:
-        return Response(304, headers=out)
-    return Response(200, headers=out, file=path)
+    return _send(Opened.file(path, request.header("If-None-Match")), ctype, PAGE_HEADERS)
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -319,9 +319,9 @@ def write_config(settings: Settings, output: str | None, docker: bool) -> int:
     return 0
 
 
-def up(settings: Settings, nginx: str) -> int:
+def up(settings: Settings, nginx: str, admin_key: str) -> int:
     """`imagehost up`: the workers and the `nginx` binary in front, supervised until
-    SIGINT/SIGTERM.
+    SIGINT/SIGTERM; `admin_key` is logged in the management link once nginx listens.
 
     Returns 0 after a clean stop; 1 when nginx refuses the config or cannot listen; 2 for a
     setting nginx cannot use.
@@ -339,8 +339,6 @@ def up(settings: Settings, nginx: str) -> int:
             f"imagehost up: nginx refuses the rendered config {conf}:\n{problem}", file=sys.stderr
         )
         return 1
-    # Made here, once, before the workers race for it (they would agree anyway: O_EXCL).
-    admin_key = rights.load_admin_key(settings)
     _become_subreaper()
     nginx_child = Child(
         name="nginx", argv=nginx_argv(nginx, conf), on_exit=lambda _pid: _reap_orphans()

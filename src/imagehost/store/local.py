@@ -76,22 +76,31 @@ class LocalStore:
         fsync the image folder. The thumbnail is not fsynced: after a power loss
         `imagehost check` remakes it from the image, so it costs no durability.
 
-        Raises StorageFull when the disk is full, ObjectExists when either name is taken
-        (rename would replace it); on any error nothing is left visible.
+        Raises StorageFull when the disk is full, ObjectExists when either name is taken; on
+        any error nothing is left visible. Names appear by link(2), not rename(2): a link
+        refuses an existing name atomically (create-only, as S3's If-None-Match: *), where a
+        rename would replace it. The temporary names stay for the caller's scratch to remove.
         """
         image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
-        for path in (thumb, image):  # two stats; ids are random, so no lock against a race
-            if path.exists():
-                raise ObjectExists(str(path.relative_to(self.root)))
         with disk_errors():
             _fsync_file(stored_temp)
-            os.rename(thumb_temp, thumb)
+            self._link_new(thumb_temp, thumb)
             try:
-                os.rename(stored_temp, image)
+                self._link_new(stored_temp, image)
+            except BaseException:
+                thumb.unlink(missing_ok=True)  # ours; the original under `image` is not
+                raise
+            try:
                 _fsync_dir(self.root)
             except BaseException:
                 self.delete(filename)
                 raise
+
+    def _link_new(self, source: Path, target: Path) -> None:
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise ObjectExists(str(target.relative_to(self.root))) from None
 
     def delete(self, filename: str) -> None:
         """Remove an image, then its thumbnail; a file already gone is not an error."""
@@ -114,10 +123,10 @@ class LocalStore:
 
     def open_image(self, filename: str, etag: str | None = None) -> Opened | None:
         """The stored original to send (sendfile), or None when there is none."""
-        return _open(self.image_path(filename), etag)
+        return Opened.file(self.image_path(filename), etag)
 
     def open_thumbnail(self, image_id: str, etag: str | None = None) -> Opened | None:
-        return _open(self.thumbnail_path(image_id), etag)
+        return Opened.file(self.thumbnail_path(image_id), etag)
 
     @contextlib.contextmanager
     def local_copy(self, filename: str) -> Iterator[Path]:
@@ -182,15 +191,6 @@ class LocalStore:
 
 
 Store = LocalStore  # its name before store/ became a package (tests/test_fuzz.py uses it)
-
-
-def _open(path: Path, etag: str | None) -> Opened | None:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    tag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-    return Opened(etag=tag, size=stat.st_size, unchanged=etag == tag, path=path)
 
 
 def _modified(paths: set[Path]) -> dict[str, float]:

@@ -27,6 +27,17 @@ class Opened:
     path: Path | None = None
     chunks: Iterator[bytes] | None = None
 
+    @classmethod
+    def file(cls, path: Path, etag: str | None = None) -> "Opened | None":
+        """A local file to send (sendfile), tagged by its mtime and size; None when missing.
+        The one ETag of local files: stored images, thumbnails and the frontend's pages."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        tag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        return cls(etag=tag, size=stat.st_size, unchanged=etag == tag, path=path)
+
     def close(self) -> None:
         close = getattr(self.chunks, "close", None)
         if close is not None:
