@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from imagehost.formats import FORMATS
+
 SMALL_JPEG = "jpeg-50k"  # the upload of the delivery, listing, scaling and profile stages
 LARGE_JPEG = "jpeg-4m"  # the memory burst's
 
@@ -97,28 +99,28 @@ def make_fixtures() -> dict[str, Fixture]:
         Fixture(
             SMALL_JPEG,
             "photo.jpg",
-            "image/jpeg",
+            FORMATS["jpeg"].content_type,
             _photo_jpeg((640, 480), 50_000, 1, 85),
             "640x480",
         ),
         Fixture(
             "png-1m",
             "screen.png",
-            "image/png",
+            FORMATS["png"].content_type,
             _screenshot_png((1280, 800), 1_000_000, 2),
             "1280x800",
         ),
         Fixture(
             LARGE_JPEG,
             "camera.jpg",
-            "image/jpeg",
+            FORMATS["jpeg"].content_type,
             _photo_jpeg((4000, 3000), 4_000_000, 3, 90),
             "4000x3000",
         ),
         Fixture(
             "gif-anim",
             "anim.gif",
-            "image/gif",
+            FORMATS["gif"].content_type,
             _animated_gif((240, 180), 12, 48, 4),
             "240x180x12",
         ),

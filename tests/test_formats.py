@@ -2,6 +2,7 @@
 
 import ast
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -230,3 +231,29 @@ def test_avif_strip_blanks_the_exif_item_in_place():
     with Image.open(io.BytesIO(stored)) as im:
         im.load()
         assert im.size == (40, 30)
+
+
+_FMT = r"(?:jpe?g|png|gif|webp|avif)"
+# The shapes a hand-kept copy of the registry takes: a regex alternation of extensions, a quoted
+# list of format names, a content type spelled out.
+COPY = re.compile(
+    rf"\b{_FMT}\|{_FMT}\b|[\"']{_FMT}[\"']\s*,\s*[\"']{_FMT}[\"']|\bimage/{_FMT}\b", re.I
+)
+
+
+def test_no_second_list_of_formats():
+    """Outside formats/, no code line of the package, its nginx template or the benchmark
+    spells the formats again (tests may: they assert the defaults on purpose)."""
+    root = Path(__file__).resolve().parent.parent
+    package = root / "src" / "imagehost"
+    sources = [*package.rglob("*.py"), package / "nginx.conf.template"]
+    sources += list((root / "bench").glob("*.py"))
+    copies = []
+    for path in sources:
+        if "formats" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if COPY.search(line) and not line.lstrip().startswith("#"):
+                copies.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert copies == []
+    assert COPY.search('IMAGE = re.compile(r"x\\.(jpg|png|gif)")')  # it would see one
