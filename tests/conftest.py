@@ -4,6 +4,7 @@ Everything that does not need pytest (starting servers, image bytes, HTTP, store
 tests/support/, which the benchmark uses too.
 """
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,10 +64,13 @@ def serve_mode(request) -> str:
 def serve_settings(serve_mode, request) -> dict[str, str]:
     """The settings of `serve_mode`: none for local; DATABASE_URL (a new database, shared by
     every `serve` of the test) and the S3 settings for pg+s3."""
-    if serve_mode == "local":
-        return {}
-    bucket = request.getfixturevalue("shared_bucket")
-    return {"DATABASE_URL": request.getfixturevalue("postgres")(), **bucket.settings()}
+    return {} if serve_mode == "local" else request.getfixturevalue("remote_settings")
+
+
+@pytest.fixture
+def remote_settings(postgres, shared_bucket) -> dict[str, str]:
+    """The pg+s3 settings of one test: a new database and the session's bucket (emptied)."""
+    return {"DATABASE_URL": postgres(), **shared_bucket.settings()}
 
 
 @pytest.fixture
@@ -121,21 +125,40 @@ def seaweed(tmp_path_factory) -> Iterator:
     running.stop()
 
 
-def _empty(bucket) -> None:
-    client = bucket.boto3_client()
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket.bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=bucket.bucket, Key=item["Key"])
-
-
 @pytest.fixture
 def shared_bucket(seaweed) -> Iterator:
     """The session's SeaweedFS (`seaweed`), its bucket emptied before and after the test, so
     the test sees only its own objects. Never a bucket per test: SeaweedFS gives each bucket
     volumes of its own, and `-volume.max=4` allows few."""
-    _empty(seaweed)
+    seaweed.empty()
     yield seaweed
-    _empty(seaweed)
+    seaweed.empty()
+
+
+@pytest.fixture(scope="session")
+def mode_settings(request, tmp_path_factory):
+    """mode_settings(mode): a context manager giving the settings of a stack a module starts
+    for itself (a module-scoped `stack` parametrized "local" / "pg+s3"): none for local; for
+    pg+s3 a new database and a SeaweedFS of the stack's own, stopped afterwards — two module
+    stacks may be alive at once, and in one bucket each would see the other's objects as
+    orphans."""
+
+    @contextlib.contextmanager
+    def settings(mode: str) -> Iterator[dict[str, str]]:
+        if mode == "local":
+            yield {}
+            return
+        from support.seaweed import SEAWEED_MISSING, seaweed_present, start_seaweed
+
+        database = request.getfixturevalue("postgres")()
+        need("SeaweedFS", seaweed_present(), SEAWEED_MISSING)
+        weed = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+        try:
+            yield {"DATABASE_URL": database, **weed.settings()}
+        finally:
+            weed.stop()
+
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.checks import put_by_hand
 from support.http import assert_error, upload
 from support.images import image_bytes
 from support.stack import (
@@ -99,24 +100,33 @@ def access_line(running, request_id: str) -> str:
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+# Every `up` here runs with local files + SQLite and with a bucket + PostgreSQL (issue 12,
+# test 1); the tests that start no `up` (the rendered config, fake workers) need no mode.
+MODES = [
+    pytest.param("local"),
+    pytest.param("pg+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+]
+
+
+@pytest.fixture(scope="module", params=MODES)
+def stack(request, tmp_path_factory, mode_settings):
     """One `imagehost up` with 4 workers and MAX_UPLOAD_MB=1, for the tests that change nothing."""
-    running = start_stack(
-        "up", tmp_path_factory.mktemp("up"), WEB_SERVER_WORKERS="4", MAX_UPLOAD_MB="1"
-    )
-    yield running
-    stop_stack(running)
+    with mode_settings(request.param) as settings:
+        root = tmp_path_factory.mktemp(f"up-{request.param}")
+        running = start_stack("up", root, WEB_SERVER_WORKERS="4", MAX_UPLOAD_MB="1", **settings)
+        yield running
+        stop_stack(running)
 
 
-@pytest.fixture
-def up_factory(tmp_path):
+@pytest.fixture(params=MODES)
+def up_factory(request, tmp_path):
     """Start a private `imagehost up` (for tests that kill or stop its processes)."""
     started = []
+    settings = {} if request.param == "local" else request.getfixturevalue("remote_settings")
 
     def make(**overrides: str):
         overrides.setdefault("WEB_SERVER_WORKERS", "4")
-        running = start_stack("up", tmp_path / f"up{len(started)}", **overrides)
+        running = start_stack("up", tmp_path / f"up{len(started)}", **settings, **overrides)
         started.append(running)
         return running
 
@@ -384,9 +394,7 @@ def test_nginx_errors_on_the_api_are_json(stack):
     ],
 )
 def test_only_stored_names_are_served(stack, path):
-    images = stack.images_dir
-    (images / ".tmp").mkdir(parents=True, exist_ok=True)
-    (images / "thumbs").mkdir(parents=True, exist_ok=True)
+    """Only names the store hands out are served, whatever else lies in the folder or bucket."""
     secret = b"<html><script>alert('not an image')</script></html>"
     for name in (
         ".anything",
@@ -398,7 +406,7 @@ def test_only_stored_names_are_served(stack, path):
         "short.jpg",
         "thumbs/AAAAAAAAAAAAAAAA.jpg",
     ):
-        (images / name).write_bytes(secret)
+        put_by_hand(stack, name, secret)
     resp = requests.get(stack.url + path, timeout=10, allow_redirects=False)
     assert resp.status_code == 404
     assert b"alert" not in resp.content

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
-from support.checks import assert_store_clean, check_clean, tree
+from support.checks import (
+    assert_store_clean,
+    check_clean,
+    put_by_hand,
+    remove_by_hand,
+    stored_keys,
+    tree,
+)
 from support.http import (
     BOUNDARY,
     IMAGE_TYPES,
@@ -51,28 +58,41 @@ from support.stack import start_stack, stop_stack
 import imagehost
 from imagehost import formats, rights
 
-KINDS = [pytest.param("serve"), pytest.param("up", marks=pytest.mark.nginx)]
+REMOTE = [pytest.mark.postgres, pytest.mark.s3]
+# (command, storage mode): `serve` and `up`, each with local files + SQLite and with a bucket +
+# PostgreSQL (issue 12, test 1): the same rows, the same answers, the same "nothing left" checks.
+KINDS = [
+    pytest.param(("serve", "local"), id="serve"),
+    pytest.param(("up", "local"), id="up", marks=pytest.mark.nginx),
+    pytest.param(("serve", "pg+s3"), id="serve-pg+s3", marks=REMOTE),
+    pytest.param(("up", "pg+s3"), id="up-pg+s3", marks=[pytest.mark.nginx, *REMOTE]),
+]
 ADMIN_KEY = "hostile-admin-key-" + "k" * 24
 MAX_UPLOAD_MB = 2
 # nginx's own error pages (for requests it refuses before any location applies) are HTML.
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def stack(request, tmp_path_factory):
+def stack(request, tmp_path_factory, mode_settings):
     """One stack per kind for the whole module, MAX_UPLOAD_MB=2, default (open) policies."""
-    root = tmp_path_factory.mktemp(f"hostile-{request.param}")
-    running = start_stack(request.param, root, MAX_UPLOAD_MB=str(MAX_UPLOAD_MB))
-    yield running
-    stop_stack(running)
+    command, mode = request.param
+    with mode_settings(mode) as settings:
+        root = tmp_path_factory.mktemp(f"hostile-{command}-{mode}")
+        running = start_stack(command, root, MAX_UPLOAD_MB=str(MAX_UPLOAD_MB), **settings)
+        yield running
+        stop_stack(running)
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def locked(request, tmp_path_factory):
+def locked(request, tmp_path_factory, mode_settings):
     """A stack where listing and uploading need the admin key."""
-    root = tmp_path_factory.mktemp(f"locked-{request.param}")
-    running = start_stack(request.param, root, LISTING="key", UPLOADS="key", ADMIN_KEY=ADMIN_KEY)
-    yield running
-    stop_stack(running)
+    command, mode = request.param
+    with mode_settings(mode) as settings:
+        root = tmp_path_factory.mktemp(f"locked-{command}-{mode}")
+        policy = {"LISTING": "key", "UPLOADS": "key", "ADMIN_KEY": ADMIN_KEY}
+        running = start_stack(command, root, **policy, **settings)
+        yield running
+        stop_stack(running)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +144,8 @@ def assert_served_as_image(url: str, content_type: str) -> bytes:
 
 
 def not_outside_images(before: set[str], after: set[str]) -> set[str]:
-    """Files that appeared anywhere but IMAGES_DIR, the logs and the catalog's own files."""
+    """Files that appeared anywhere but IMAGES_DIR, the logs and DATA_DIR (the catalog's own
+    files; with STORAGE=s3 the store's temporary files, which assert_store_clean checks)."""
     return {p for p in after - before if not p.startswith(("images/", "logs/", "data/"))}
 
 
@@ -219,11 +240,12 @@ CONTENTS = [
 def test_contents(stack, build, name, ctype, status, code):
     data = build()
     before, images_before = tree(stack.root), {i["filename"] for i in listed(stack.url)}
+    stored_before = stored_keys(stack)
     resp = upload(stack.url, data, name, ctype)
     if code is not None:
         assert_error(resp, status, code)
         assert {i["filename"] for i in listed(stack.url)} == images_before
-        added = {p for p in tree(stack.root) - before if p.startswith("images/")}
+        added = stored_keys(stack) - stored_before
         assert added == set(), added
     else:
         assert resp.status_code == 201, resp.text
@@ -630,7 +652,7 @@ HOSTILE_NAMES = [
 @pytest.mark.parametrize("name", table(HOSTILE_NAMES))
 @pytest.mark.parametrize("how", ["multipart", "raw"])
 def test_hostile_names_are_inert_text(stack, name, how):
-    before = tree(stack.root)
+    before, stored_before = tree(stack.root), stored_keys(stack)
     if how == "multipart":
         resp = upload(stack.url, _PNG, name, timeout=10)
     else:
@@ -649,10 +671,9 @@ def test_hostile_names_are_inert_text(stack, name, how):
     assert len(original) <= 255 and original
     assert not any(ord(c) < 32 or ord(c) == 127 for c in original), original
     assert not any(c in original for c in "\u202e\u200b\u200d\ufeff")
-    added = tree(stack.root) - before
-    assert {p for p in added if p.startswith("images/")} == {
-        f"images/{image['filename']}",
-        f"images/thumbs/{image['id']}.webp",
+    assert stored_keys(stack) - stored_before == {
+        image["filename"],
+        f"thumbs/{image['id']}.webp",
     }
     assert not_outside_images(before, tree(stack.root)) == set()
     meta = requests.get(image["delete_url"], timeout=10)
@@ -836,12 +857,13 @@ def test_every_image_answer_is_an_image(stack):
 
 
 def test_a_stored_name_is_served_by_its_extension_only(stack):
-    """Even HTML dropped into IMAGES_DIR under a stored name comes back as an image with
-    nosniff and a sandbox, never as a page; other names are not served at all."""
+    """Even HTML dropped into the store (IMAGES_DIR or the bucket) under a stored name comes
+    back as an image with nosniff and a sandbox, never as a page; other names are not served
+    at all."""
     html = b"<html><script>alert('dropped by hand')</script></html>"
-    (stack.images_dir / "DroppedByHand123.png").write_bytes(html)
-    (stack.images_dir / "DroppedByHand123.html").write_bytes(html)
-    (stack.images_dir / "DroppedByHand123.svg").write_bytes(svg())
+    put_by_hand(stack, "DroppedByHand123.png", html)
+    put_by_hand(stack, "DroppedByHand123.html", html)
+    put_by_hand(stack, "DroppedByHand123.svg", svg())
     try:
         assert_served_as_image(f"{stack.url}/images/DroppedByHand123.png", "image/png")
         for name in ("DroppedByHand123.html", "DroppedByHand123.svg"):
@@ -849,7 +871,7 @@ def test_a_stored_name_is_served_by_its_extension_only(stack):
             assert_error(resp, 404, "not_found")
     finally:
         for name in ("DroppedByHand123.png", "DroppedByHand123.html", "DroppedByHand123.svg"):
-            (stack.images_dir / name).unlink()
+            remove_by_hand(stack, name)
 
 
 def test_store_is_clean_by_the_real_command(stack):

@@ -1,11 +1,13 @@
 """After a test: the store is clean (catalog and folder agree, no temporary file is left) and
-nothing was written outside the folders a command owns."""
+nothing was written outside the folders a command owns; what the store holds, in either mode,
+seen from outside the server (the files under IMAGES_DIR, or the bucket through boto3)."""
 
 from pathlib import Path
 
 from imagehost import config, maintenance
 from imagehost.store import temp_dir
 
+from .seaweed import boto3_client, keys_in
 from .stack import Running
 
 
@@ -35,3 +37,40 @@ def assert_store_clean(running: Running) -> None:
 def tree(root: Path) -> set[str]:
     """Every file under `root`, relative, for 'nothing written outside' checks."""
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _bucket(running: Running):
+    """(a boto3 client, the bucket) of a stack with STORAGE=s3."""
+    env = running.env
+    client = boto3_client(
+        env["S3_ENDPOINT_URL"], env["S3_ACCESS_KEY_ID"], env["S3_SECRET_ACCESS_KEY"]
+    )
+    return client, env["S3_BUCKET"]
+
+
+def stored_keys(running: Running) -> set[str]:
+    """Every object in the stack's store by key ("{id}.png", "thumbs/{id}.webp"): the files
+    under IMAGES_DIR (temporary ones included), or the keys in the bucket."""
+    if running.storage == "s3":
+        return keys_in(*_bucket(running))
+    return tree(running.images_dir) if running.images_dir.exists() else set()
+
+
+def put_by_hand(running: Running, key: str, data: bytes) -> None:
+    """Put an object into the store behind the server's back (a file or a bucket object)."""
+    if running.storage == "s3":
+        client, bucket = _bucket(running)
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    path = running.images_dir / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def remove_by_hand(running: Running, key: str) -> None:
+    """Remove what put_by_hand put."""
+    if running.storage == "s3":
+        client, bucket = _bucket(running)
+        client.delete_object(Bucket=bucket, Key=key)
+        return
+    (running.images_dir / key).unlink(missing_ok=True)

@@ -38,11 +38,7 @@ class Nodes:
 
     def objects(self) -> set[str]:
         """Every key in the bucket, through boto3."""
-        client = self.bucket.boto3_client()
-        keys = set()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket.bucket):
-            keys.update(item["Key"] for item in page.get("Contents", []))
-        return keys
+        return self.bucket.keys()
 
     def catalog_objects(self) -> set[str]:
         """The keys the catalog's rows stand for: each original and its thumbnail."""

@@ -97,29 +97,17 @@ class Seaweed:
 
     def boto3_client(self):
         """An independent S3 client (boto3, path-style, owner keys) to check the bucket."""
-        import boto3  # imported here: ~0.4 s, and only the tests that check the bucket need it
-        from botocore.config import Config
+        return boto3_client(self.endpoint, self.access_key, self.secret_key)
 
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name="us-east-1",
-            config=Config(
-                s3={"addressing_style": "path"},
-                connect_timeout=5,
-                read_timeout=30,
-                retries={"max_attempts": 1},
-            ),
-        )
+    def keys(self) -> set[str]:
+        """Every key in the bucket, through boto3."""
+        return keys_in(self.boto3_client(), self.bucket)
 
     def empty(self) -> None:
         """Delete every object in the bucket (tests share one bucket; see the module doc)."""
         client = self.boto3_client()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-            for item in page.get("Contents", []):
-                client.delete_object(Bucket=self.bucket, Key=item["Key"])
+        for key in keys_in(client, self.bucket):
+            client.delete_object(Bucket=self.bucket, Key=key)
 
     def start(self) -> "Seaweed":
         """Start `weed mini` (again) and return once a PUT into the bucket succeeds."""
@@ -199,6 +187,35 @@ def start_seaweed(root: Path, volumes: int = 4, volume_mb: int = 64) -> Seaweed:
     root.mkdir(parents=True, exist_ok=True)
     first = free_port_range(len(_PORT_FLAGS))
     return Seaweed(root=root, first_port=first, volumes=volumes, volume_mb=volume_mb).start()
+
+
+def boto3_client(endpoint: str, access_key: str, secret_key: str):
+    """An S3 client independent of the one imagehost uses (boto3, path-style) to check what is
+    really in a bucket."""
+    import boto3  # imported here: ~0.4 s, and only the tests that check the bucket need it
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 1},
+        ),
+    )
+
+
+def keys_in(client, bucket: str) -> set[str]:
+    """Every key in `bucket`."""
+    keys = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.update(item["Key"] for item in page.get("Contents", []))
+    return keys
 
 
 def _identities(bucket: str, access_key: str, secret_key: str) -> dict:

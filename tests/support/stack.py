@@ -133,6 +133,11 @@ class Running:
         return Path(self.env["IMAGES_DIR"])
 
     @property
+    def storage(self) -> str:
+        """STORAGE: "local" (IMAGES_DIR) or "s3"."""
+        return self.env.get("STORAGE", "local")
+
+    @property
     def data_dir(self) -> Path:
         return Path(self.env["DATA_DIR"])
 
