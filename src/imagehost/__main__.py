@@ -126,9 +126,12 @@ def workers(settings: Settings) -> int:
     HOST:PORT / PUBLIC_URL are where users reach it."""
     admin_key = _before_workers(settings)
     logs.setup(settings, role="supervisor")
-    return Supervisor(worker_children(settings)).run(
-        ready=lambda: rights.log_management_link(front.front_url(settings), admin_key)
-    )
+
+    def ready() -> bool:
+        rights.log_management_link(front.front_url(settings), admin_key)
+        return True
+
+    return Supervisor(worker_children(settings)).run(ready=ready)
 
 
 def up(settings: Settings) -> int:

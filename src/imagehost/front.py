@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,6 +53,7 @@ NGINX_FALLBACK = Path("/usr/sbin/nginx")  # Debian's nginx, when /usr/sbin is no
 
 UPSTREAM_NAME_IN_DOCKER = "backend"
 ERROR_PREFIX = "/_imagehost_error/"  # the template's internal location for nginx's own answers
+START_TIMEOUT_S = 15  # how long `up` waits for nginx to listen before it gives up
 # nginx's own statuses -> the catalogue's error we answer with. 494 is nginx's "request header
 # too large"; 403 is a folder without index.html (serve answers 404 there too); 501 is a
 # Transfer-Encoding nginx does not know, which the workers call bad_framing.
@@ -346,17 +348,23 @@ def up(settings: Settings, nginx: str, admin_key: str) -> int:
     supervisor = Supervisor([*worker_children(settings), nginx_child])
     failed = []
 
-    def ready() -> None:
-        if not _wait_until_listening(settings, supervisor, nginx_child):
-            print(
-                f"imagehost up: nginx did not start on {settings.host}:{settings.port}; "
-                f"see its message above and {settings.log_dir / 'nginx' / 'error.log'}",
-                file=sys.stderr,
-            )
-            failed.append(True)
-            supervisor.stopping = True
-            return
-        _announce(settings, admin_key)
+    listening = _listening(settings, nginx_child)
+
+    def ready() -> bool:
+        state = listening()
+        if state is None:
+            return False
+        if state:
+            _announce(settings, admin_key)
+            return True
+        print(
+            f"imagehost up: nginx did not start on {settings.host}:{settings.port}; "
+            f"see its message above and {settings.log_dir / 'nginx' / 'error.log'}",
+            file=sys.stderr,
+        )
+        failed.append(True)
+        supervisor.stopping = True
+        return True
 
     code = supervisor.run(ready=ready)
     return 1 if failed else code
@@ -378,22 +386,26 @@ def _check_ports_free(settings: Settings) -> None:
                 ) from None
 
 
-def _wait_until_listening(settings: Settings, supervisor: Supervisor, nginx_child: Child) -> bool:
-    """True once nginx answers on HOST:PORT (then waits briefly for the workers too)."""
+def _listening(settings: Settings, nginx_child: Child) -> Callable[[], bool | None]:
+    """A check the supervisor polls while `up` starts: None while waiting; False when nginx
+    exited or did not listen on HOST:PORT within START_TIMEOUT_S; True once it listens and
+    the workers do too (or the time is up: a late worker is the supervisor's to restart)."""
     front = (_connect_host(settings.host), settings.port)
-    deadline = time.monotonic() + 15
-    while not _accepts(*front):
-        if nginx_child.proc.poll() is not None or time.monotonic() > deadline:
-            return False
-        if supervisor.stopping:
-            return True
-        time.sleep(0.05)
     host = _connect_host(settings.worker_host)
-    while time.monotonic() < deadline and not supervisor.stopping:
-        if all(_accepts(host, p) for p in settings.worker_ports):
-            break
-        time.sleep(0.05)
-    return True
+    deadline = time.monotonic() + START_TIMEOUT_S
+    listened = []  # once nginx has listened, its later deaths are the supervisor's to mend
+
+    def check() -> bool | None:
+        late = time.monotonic() > deadline
+        if not listened:
+            if not _accepts(*front):
+                return False if nginx_child.proc is None or late else None
+            listened.append(True)
+        if not late and not all(_accepts(host, p) for p in settings.worker_ports):
+            return None
+        return True
+
+    return check
 
 
 def _announce(settings: Settings, admin_key: str) -> None:

@@ -102,16 +102,20 @@ class Supervisor:
     def _on_signal(self, signum, _frame) -> None:
         self.stopping = True
 
-    def run(self, ready: Callable[[], None] | None = None) -> int:
-        """Start all children and supervise them; returns 0 after a clean stop."""
+    def run(self, ready: Callable[[], bool] | None = None) -> int:
+        """Start all children and supervise them; returns 0 after a clean stop.
+
+        `ready` is called once per round, after dead children are seen to, until it returns
+        True; it must not block, since a child that dies meanwhile is restarted only between
+        rounds (a blocking start-up wait once left a worker killed at start dead for 15 s)."""
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             for child in self.children:
                 child.start()
-            if ready:
-                ready()
             while not self.stopping:
                 self._reap_and_restart()
+                if ready and ready():
+                    ready = None
                 time.sleep(0.1)
         finally:
             self.stop_all()
