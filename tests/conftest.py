@@ -190,3 +190,32 @@ def postgres_cluster() -> Iterator:
     yield make
     for cluster in started:
         cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def podman() -> dict[str, str]:
+    """The podman settings for the compose tests (support/compose.py). They run only with
+    IMAGEHOST_COMPOSE=1 (set by .ci/run after `scripts/compose-env.sh setup`); a plain local
+    run skips them, saying how to run them. With IMAGEHOST_COMPOSE=1, a missing podman,
+    podman-compose or base image skips too, and fails under IMAGEHOST_REQUIRE_ALL=1."""
+    import shutil
+    import subprocess
+
+    from support.compose import IMAGE_PARAMETERS, podman_settings
+
+    if os.environ.get("IMAGEHOST_COMPOSE") != "1":
+        pytest.skip(
+            "the Docker Compose tests run with IMAGEHOST_COMPOSE=1 after "
+            "`sudo scripts/compose-env.sh setup` (podman, podman-compose, local base images)"
+        )
+    need("root", os.geteuid() == 0, "the compose tests run rootful podman: run them as root")
+    setup = "run `scripts/compose-env.sh setup`"
+    need("podman", shutil.which("podman") is not None, f"podman is not installed: {setup}")
+    settings = podman_settings()
+    for path in (settings["PODMAN_COMPOSE"], settings["CONTAINERS_CONF"]):
+        need("podman set-up", os.access(path, os.R_OK), f"{path} is missing: {setup}")
+    env = {**os.environ, **settings}
+    for image in (settings[name] for name in IMAGE_PARAMETERS):
+        present = subprocess.run(["podman", "image", "exists", image], env=env, timeout=60)
+        need("base image", present.returncode == 0, f"{image} is missing: {setup}")
+    return settings

@@ -1,252 +1,38 @@
 """The project's own docker-compose.yml, built and run for real with podman (issue 8).
 
-Runs `podman-compose up -d --build` on a copy of the project in a temporary folder (so its
-images/, logs/ and data/ are temporary), with the two base-image parameters pointing at local
-Debian images made by `scripts/compose-env.sh setup`, then talks to the stack over its one
-published port.
-
-When it runs: only with IMAGEHOST_COMPOSE=1 (set by .ci/run after `scripts/compose-env.sh
-setup`); a plain local run skips it, saying how to run it. With IMAGEHOST_COMPOSE=1, a missing
-podman, podman-compose or base image skips too, and fails under IMAGEHOST_REQUIRE_ALL=1.
-
-The podman settings (CONTAINERS_CONF, ...) are passed to the podman commands only; this module
-never changes os.environ.
+Runs `podman-compose up -d --build` on a copy of the project in a temporary folder
+(support/compose.py), with the base-image parameters pointing at local Debian images made by
+`scripts/compose-env.sh setup`, then talks to the stack over its one published port. When it
+runs: see the `podman` fixture (conftest.py).
 """
 
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
-from conftest import need
-from support import ROOT
+from support.compose import FIRST_WORKER_PORT, HTTP_TIMEOUT, Stack, compose_up
 from support.http import uploaded
 from support.images import image_bytes
-from support.stack import accepts, free_port_range
+from support.stack import accepts
 
 pytestmark = pytest.mark.compose
 
-SCRIPT = ROOT / "scripts" / "compose-env.sh"
 PROJECT = "imagehost-e2e"
-UP_TIMEOUT = 900  # a cold build installs the dependencies from PyPI
-HEALTH_TIMEOUT = 180
-COMMAND_TIMEOUT = 120
-HTTP_TIMEOUT = 30
-FIRST_WORKER_PORT = 8000  # the image's WEB_SERVER_START_PORT
 WORKERS = 3
 # The project's .env, as a user writes it: read by the backend (env_file); the folder settings
 # are the host's and must not leak into the containers, which use fixed paths.
 DOTENV = (
     f"WEB_SERVER_WORKERS={WORKERS}\nIMAGES_DIR=/nonexistent/images\nLOG_DIR=/nonexistent/logs\n"
 )
-# The app's own settings never leak from the caller's shell into the stack.
-APP_SETTINGS = (
-    "IMAGES_DIR",
-    "LOG_DIR",
-    "LOGS_DIR",
-    "DATA_DIR",
-    "WEB_SERVER_",
-    "WORKER_HOST",
-    "HOST",
-    "PORT",
-    "PUBLIC_URL",
-    "MAX_",
-    "ALLOWED_",
-    "ADMIN_KEY",
-    "UPLOADS",
-    "LISTING",
-    "STRIP_",
-    "REQUEST_TIMEOUT",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "CONTAINERS_",
-    "BUILDAH_",
-    "COMPOSE_",
-)
-
-
-@dataclass
-class Stack:
-    folder: Path  # the project copy: docker-compose.yml, images/, logs/, data/
-    env: dict[str, str]  # for podman and podman-compose
-    compose: str  # the podman-compose executable
-    url: str
-    port: int
-    refused_before: list[int]  # worker ports that nothing on the host listened on before `up`
-
-    def run(self, *argv: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            argv, cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n" + (
-            done.stdout[-3000:] + done.stderr[-3000:]
-        )
-        return done
-
-    def podman_compose(self, *args: str, timeout: float = COMMAND_TIMEOUT):
-        return self.run(self.compose, "-p", PROJECT, *args, timeout=timeout)
-
-    def ours(self, kind: str) -> list[str]:
-        """Names of this project's containers / networks / volumes that podman still has."""
-        label = f"label=io.podman.compose.project={PROJECT}"
-        argv = {
-            "container": ["podman", "ps", "-a", "--filter", label, "--format", "{{.Names}}"],
-            "network": ["podman", "network", "ls", "--filter", label, "--format", "{{.Name}}"],
-            "volume": ["podman", "volume", "ls", "--filter", label, "--format", "{{.Name}}"],
-        }[kind]
-        return self.run(*argv).stdout.split()
-
-    def container(self, service: str) -> str:
-        names = self.run(
-            "podman",
-            "ps",
-            "-a",
-            "--filter",
-            f"label=io.podman.compose.project={PROJECT}",
-            "--filter",
-            f"label=com.docker.compose.service={service}",
-            "--format",
-            "{{.Names}}",
-        ).stdout.split()
-        assert len(names) == 1, f"expected one {service} container, found {names}"
-        return names[0]
-
-    def wait_healthy(self, *services: str, timeout: float = HEALTH_TIMEOUT) -> None:
-        """Run each container's own healthcheck until it passes (podman has no systemd timers
-        here to run them by itself)."""
-        deadline = time.monotonic() + timeout
-        pending = list(services)
-        last = ""
-        while pending and time.monotonic() < deadline:
-            name = self.container(pending[0])
-            done = subprocess.run(
-                ["podman", "healthcheck", "run", name],
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            if done.returncode == 0:
-                pending.pop(0)
-                continue
-            last = done.stdout + done.stderr
-            time.sleep(1)
-        if pending:
-            logs = {s: self.logs(s) for s in services}
-            pytest.fail(f"not healthy within {timeout} s: {pending} ({last.strip()})\n{logs}")
-
-    def logs(self, service: str) -> str:
-        done = subprocess.run(
-            ["podman", "logs", "--tail", "40", self.container(service)],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        return done.stdout + done.stderr
-
-
-def _skip_unless_enabled() -> dict[str, str]:
-    """The settings from `compose-env.sh env`, or a skip (a failure under REQUIRE_ALL)."""
-    if os.environ.get("IMAGEHOST_COMPOSE") != "1":
-        pytest.skip(
-            "the Docker Compose test runs with IMAGEHOST_COMPOSE=1 after "
-            "`sudo scripts/compose-env.sh setup` (podman, podman-compose, local base images)"
-        )
-    need("root", os.geteuid() == 0, "the compose test runs rootful podman: run it as root")
-    need(
-        "podman",
-        shutil.which("podman") is not None,
-        "podman is not installed: run `scripts/compose-env.sh setup`",
-    )
-    out = subprocess.run(
-        ["bash", str(SCRIPT), "env"], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
-    settings = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    need(
-        "podman-compose",
-        os.access(settings["PODMAN_COMPOSE"], os.X_OK),
-        f"{settings['PODMAN_COMPOSE']} is missing: run `scripts/compose-env.sh setup`",
-    )
-    need(
-        "podman config",
-        Path(settings["CONTAINERS_CONF"]).is_file(),
-        f"{settings['CONTAINERS_CONF']} is missing: run `scripts/compose-env.sh setup`",
-    )
-    return settings
-
-
-def _copy_project(dest: Path) -> None:
-    """The project's files as they are in the work tree (tracked and new, not ignored)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout.split(b"\0")
-    for raw in filter(None, listed):
-        rel = raw.decode()
-        source = ROOT / rel
-        if source.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / rel)
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    settings = _skip_unless_enabled()
-    folder = tmp_path_factory.mktemp("compose") / "imagehost"
-    folder.mkdir()
-    _copy_project(folder)
-    (folder / ".env").write_text(DOTENV)
-    port = free_port_range(1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(APP_SETTINGS)}
-    env.update(
-        CONTAINERS_CONF=settings["CONTAINERS_CONF"],
-        CONTAINERS_STORAGE_CONF=settings["CONTAINERS_STORAGE_CONF"],
-        BUILDAH_FORMAT=settings["BUILDAH_FORMAT"],
-        PYTHON_IMAGE=settings["PYTHON_IMAGE"],
-        NGINX_IMAGE=settings["NGINX_IMAGE"],
-        PORT=str(port),
-    )
-    for image in (settings["PYTHON_IMAGE"], settings["NGINX_IMAGE"]):
-        present = subprocess.run(["podman", "image", "exists", image], env=env, timeout=60)
-        need(
-            "base image",
-            present.returncode == 0,
-            f"{image} is missing: run `scripts/compose-env.sh setup`",
-        )
-    workers = range(FIRST_WORKER_PORT, FIRST_WORKER_PORT + WORKERS)
-    s = Stack(
-        folder=folder,
-        env=env,
-        compose=settings["PODMAN_COMPOSE"],
-        url=f"http://127.0.0.1:{port}",
-        port=port,
-        refused_before=[p for p in workers if not accepts(p, timeout=2)],
-    )
-    s.podman_compose("down", "-v")  # leftovers of an interrupted run
-    try:
-        s.podman_compose("up", "-d", "--build", timeout=UP_TIMEOUT)
-        s.wait_healthy("backend", "nginx")
+def stack(tmp_path_factory, podman) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("compose")
+    files = ("docker-compose.yml",)
+    with compose_up(root, podman, PROJECT, files, DOTENV, ("backend", "nginx"), WORKERS) as s:
         yield s
-    finally:
-        subprocess.run(
-            [s.compose, "-p", PROJECT, "down", "-v"],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            timeout=COMMAND_TIMEOUT,
-        )
-        subprocess.run(
-            ["bash", str(SCRIPT), "teardown"], capture_output=True, timeout=COMMAND_TIMEOUT
-        )
 
 
 def _access_log(stack: Stack, wait_for: str = "") -> list[str]:
