@@ -41,8 +41,10 @@ def test_upload_fetch_list_delete(server):
         "filename",
         "url",
         "thumbnail_url",
+        "share_url",
         "delete_url",
         "delete_token",
+        "delete_page_url",
         "original_name",
         "content_type",
         "size",
@@ -55,6 +57,11 @@ def test_upload_fetch_list_delete(server):
     assert image["original_name"] == "holiday.png"
     assert (image["width"], image["height"], image["content_type"]) == (64, 48, "image/png")
     assert resp.headers["Location"] == image["delete_url"]
+    assert image["share_url"] == f"{server.url}/i/{image['id']}"
+    # name and token in the fragment: a browser never sends it, so no log or Referer sees it
+    assert image["delete_page_url"] == (
+        f"{server.url}/delete.html#{image['filename']}:{image['delete_token']}"
+    )
 
     served = requests.get(image["url"], timeout=5)
     assert served.status_code == 200 and served.headers["Content-Type"] == "image/png"
@@ -67,7 +74,7 @@ def test_upload_fetch_list_delete(server):
     assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/webp"
 
     meta = requests.get(image["delete_url"], timeout=5).json()
-    assert meta == {k: v for k, v in image.items() if k != "delete_token"}
+    assert meta == {k: v for k, v in image.items() if k not in ("delete_token", "delete_page_url")}
     listing = requests.get(f"{server.url}/api/upload", timeout=5)
     assert listing.json() == [meta] and listing.headers["X-Total-Count"] == "1"
 
@@ -412,8 +419,36 @@ def test_openapi_matches_routes(server):
     doc = requests.get(f"{server.url}/api/openapi.json", timeout=5).json()
     assert doc["openapi"].startswith("3.1")
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    routed = {(r.method, r.pattern) for r in _routes() if r.pattern.startswith(("/api", "/images"))}
+    # everything but the frontend's files, which have no summary
+    routed = {(r.method, r.pattern) for r in _routes() if r.summary}
+    assert {p for _, p in routed} >= {"/api/albums", "/i/{page_id}", "/a/{page_id}"}
     assert documented == routed
+
+
+@pytest.mark.parametrize("policy", [{}, {"UPLOADS": "key", "LISTING": "key"}])
+def test_openapi_passes_a_validator_and_names_every_operation(policy):
+    """What code generators and API tools need: a valid 3.1 document (openapi-spec-validator),
+    a unique operationId and a declared tag on each operation, and security that names only
+    declared schemes."""
+    from openapi_spec_validator import validate
+
+    from imagehost import api, config, openapi
+
+    doc = openapi.spec(api._routes(), config.load(policy, env_file=None), "http://127.0.0.1")
+    validate(doc)
+    operations = [op for ops in doc["paths"].values() for op in ops.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) == len(operations)
+    tags = {t["name"] for t in doc["tags"]}
+    assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in operations)
+    schemes = set(doc["components"]["securitySchemes"])
+    used = {name for op in operations for req in op.get("security", []) for name in req}
+    assert used == schemes == {"adminKey", "deleteToken"}
+    by_id = {op["operationId"]: op for op in operations}
+    assert by_id["deleteAlbum"]["security"] == [{"deleteToken": []}, {"adminKey": []}]
+    # with UPLOADS=key an upload needs the key; open, anonymous ({}) is one of the options
+    anonymous = {} in by_id["uploadImage"]["security"]
+    assert anonymous == (policy.get("UPLOADS") != "key")
 
 
 def test_frontend_pages_have_csp(server):

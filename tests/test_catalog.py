@@ -120,11 +120,12 @@ class Backend:
                     unique.add(names[0])
             return primary, unique
         found = self.query(
-            "SELECT a.attname, i.indisprimary FROM pg_index i"
+            "SELECT a.attname, i.indisprimary, i.indnatts FROM pg_index i"
             " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
-            f" WHERE i.indrelid = '{table}'::regclass AND i.indisunique AND i.indnatts = 1"
+            f" WHERE i.indrelid = '{table}'::regclass AND i.indisunique"
         )
-        return {n for n, pk in found if pk}, {n for n, pk in found if not pk}
+        primary = {n for n, pk, _ in found if pk}
+        return primary, {n for n, pk, width in found if not pk and width == 1}
 
     def applied(self) -> list[int]:
         """The migration numbers the database records as applied."""
@@ -267,9 +268,21 @@ def test_both_schemas_expose_the_same_columns_and_counters(postgres, tmp_path):
         ("since", "timestamp", False),
     ]
     assert lite.keys("pending_deletes") == pg.keys("pending_deletes") == ({"filename"}, set())
+    # albums, and which images each holds in what order
+    assert lite.columns("albums") == pg.columns("albums")
+    assert [name for name, _, _ in pg.columns("albums")] == [
+        "id",
+        "title",
+        "created_at",
+        "delete_token_hash",
+    ]
+    assert lite.keys("albums") == pg.keys("albums") == ({"id"}, set())
+    assert lite.columns("album_images") == pg.columns("album_images")
+    assert lite.keys("album_images") == pg.keys("album_images")
+    assert pg.keys("album_images") == ({"album_id", "image_id"}, set())
     # PostgreSQL has one more: the settings every node shares (002, the admin key)
-    assert lite.applied() == numbers("sqlite") == [1, 2]
-    assert pg.applied() == numbers("postgres") == [1, 2, 3]
+    assert lite.applied() == numbers("sqlite") == [1, 2, 3]
+    assert pg.applied() == numbers("postgres") == [1, 2, 3, 4]
 
 
 # --- migrations ------------------------------------------------------------------------------

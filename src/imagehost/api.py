@@ -7,9 +7,10 @@ import hashlib
 import logging
 import mimetypes
 from pathlib import Path
+from urllib.parse import quote
 
-from . import formats, headers, rights, uploads
-from .catalog import ImageRow, open_catalog
+from . import albums, formats, headers, pages, rights, uploads
+from .catalog import open_catalog
 from .config import Settings
 from .errors import (
     ApiError,
@@ -25,6 +26,7 @@ from .openapi import spec
 from .routing import Route, Router
 from .store import Opened, open_store
 from .sweeper import SWEEP_INTERVAL_S, Sweeper
+from .views import delete_page_url, image_json
 
 log = logging.getLogger("imagehost.api")
 
@@ -42,8 +44,12 @@ PAGE_HEADERS = {**headers.PAGE, "Cache-Control": headers.PAGE_CACHE}
 PARAMS = {
     "filename": formats.IMAGE_NAME_PATTERN,
     "thumbname": formats.THUMB_NAME_PATTERN,
-    # frontend files: no dot segments, nothing under api/ or images/
-    "asset": r"(?!api/|images/)(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/){0,3}[A-Za-z0-9_-][A-Za-z0-9_.-]*",
+    "album_id": formats.ID_PATTERN,
+    # a page's id: anything, so that a mistyped link gets the friendly "not here" page
+    "page_id": r"[^/]{1,128}",
+    # frontend files: no dot segments, nothing under api/, images/ or the pages
+    "asset": r"(?!api/|images/|i/|a/)"
+    r"(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/){0,3}[A-Za-z0-9_-][A-Za-z0-9_.-]*",
 }
 
 
@@ -53,6 +59,8 @@ def _routes() -> list[Route]:
         Route("GET", "/api/health", health, "Liveness and readiness"),
         Route("GET", "/api/config", client_config, "What the upload page needs to know"),
         Route("GET", "/api/openapi.json", openapi, "This API's OpenAPI 3.1 description"),
+        Route("GET", "/api/sharex.sxcu", pages.sharex, "A ShareX custom uploader for this server"),
+        Route("GET", "/api/oembed", pages.oembed, "oEmbed for a share page, album or image"),
         # UPLOADS policy
         Route("POST", "/api/upload/", upload, "Upload one image"),
         # LISTING policy
@@ -61,6 +69,14 @@ def _routes() -> list[Route]:
         Route("GET", "/api/upload/{filename}", image_metadata, "One image's metadata"),
         # its delete token or the admin key
         Route("DELETE", "/api/upload/{filename}", delete_image, "Delete an image"),
+        # albums: anyone with the id sees one; its token or the admin key changes it
+        Route("POST", "/api/albums", albums.create_album, "Make an album of images"),
+        Route("GET", "/api/albums/{album_id}", albums.get_album, "An album and its images"),
+        Route("PATCH", "/api/albums/{album_id}", albums.change_album, "Change an album"),
+        Route("DELETE", "/api/albums/{album_id}", albums.delete_album, "Delete an album"),
+        # pages with link previews (HTML)
+        Route("GET", "/i/{page_id}", pages.share_page, "An image's share page"),
+        Route("GET", "/a/{page_id}", pages.album_page, "An album's page"),
         # files: nginx serves these itself in `up`; here for `serve`
         Route("GET", "/images/{filename}", image_file, "The stored image"),
         Route("GET", "/images/thumbs/{thumbname}", thumbnail_file, "Its WebP thumbnail"),
@@ -94,22 +110,6 @@ class App:
         return match.route.handler(self, request)
 
 
-def image_json(row: ImageRow, base_url: str) -> dict:
-    return {
-        "id": row.id,
-        "filename": row.filename,
-        "url": f"{base_url}/images/{row.filename}",
-        "thumbnail_url": f"{base_url}/images/thumbs/{row.id}.{formats.THUMBNAIL_EXT}",
-        "delete_url": f"{base_url}/api/upload/{row.filename}",
-        "original_name": row.original_name,
-        "content_type": row.content_type,
-        "size": row.size,
-        "width": row.width,
-        "height": row.height,
-        "created_at": row.created_at,
-    }
-
-
 def health(app: App, request: Request) -> Response:
     try:
         app.catalog.ping()
@@ -138,6 +138,7 @@ def client_config(app: App, request: Request) -> Response:
             "allowed_extensions": extensions,
             "uploads": s.uploads,
             "listing": s.listing,
+            "sharex_url": "/api/sharex.sxcu",
         }
     )
 
@@ -172,7 +173,11 @@ def upload(app: App, request: Request) -> Response:
     row = stored.row
     fields.update(bytes=row.size, type=row.content_type, original_name=row.original_name)
     log.info("uploaded %s", row.filename, extra={"fields": fields})
-    body = {**image_json(row, request.base_url), "delete_token": stored.delete_token}
+    body = {
+        **image_json(row, request.base_url),
+        "delete_token": stored.delete_token,
+        "delete_page_url": delete_page_url(request.base_url, row.filename, stored.delete_token),
+    }
     return Response.json(body, 201, {"Location": body["delete_url"]})
 
 
@@ -186,22 +191,23 @@ def list_images(app: App, request: Request) -> Response:
         if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
             raise InvalidParameter("The cursor is not one we handed out.")
         before = int(cursor)
+    query = uploads.display_text(request.query_value("q") or "", uploads.MAX_NAME_CHARS)
     counters = app.catalog.counters()
     base = request.base_url
-    tag = hashlib.sha1(f"{counters.epoch}/{counters.version}/{base}".encode()).hexdigest()[:16]
+    key = f"{counters.epoch}/{counters.version}/{base}/{query}"
+    tag = hashlib.sha1(key.encode()).hexdigest()[:16]
     etag = f'W/"{tag}-{limit}-{cursor or 0}"'
-    headers = {
-        "ETag": etag,
-        "X-Total-Count": str(counters.total),
-        "Cache-Control": "no-cache",
-        "Vary": "Authorization",
-    }
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
     if etag in (request.header("If-None-Match") or ""):
         return Response(304, headers=headers)
-    rows = app.catalog.page(limit + 1, before)
+    # The plain total is one read of the counters; a search counts its matches (a scan).
+    headers["X-Total-Count"] = str(app.catalog.count(query) if query else counters.total)
+    rows = app.catalog.page(limit + 1, before, query or None)
     if len(rows) > limit:
         rows = rows[:limit]
-        headers["Link"] = f'<{base}/api/upload/?limit={limit}&cursor={rows[-1].seq}>; rel="next"'
+        searched = f"&q={quote(query)}" if query else ""
+        next_page = f"{base}/api/upload/?limit={limit}&cursor={rows[-1].seq}{searched}"
+        headers["Link"] = f'<{next_page}>; rel="next"'
     return Response.json([image_json(r, base) for r in rows], headers=headers)
 
 

@@ -70,6 +70,10 @@ class InvalidParameter(BadRequest):
     code, detail = "invalid_parameter", "A query parameter is not valid."
 
 
+class InvalidBody(BadRequest):
+    code, detail = "invalid_body", "The request body is not the JSON this needs."
+
+
 class InvalidMultipart(BadRequest):
     code, detail = "invalid_multipart", "The multipart body is malformed."
 

@@ -216,6 +216,7 @@ def _derived_values() -> dict[str, str]:
         "HEADERS_PAGE": headers.nginx_lines(headers.PAGE, " " * 12),
         "IMAGE_CACHE": headers.IMAGE_CACHE,
         "PAGE_CACHE": headers.PAGE_CACHE,
+        "PAGE_MAX_AGE": str(headers.SHARED_PAGE_MAX_AGE_S),
         "ERROR_PAGES": "\n        ".join(
             f"error_page {status} ={error.status} {ERROR_PREFIX}{error.code};"
             for status, error in NGINX_ERRORS.items()

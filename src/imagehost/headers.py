@@ -33,6 +33,10 @@ API = {"X-Content-Type-Options": "nosniff"}
 IMAGE_CACHE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "no-cache"
 ERROR_CACHE = "no-store"
+# Share and album pages (pages.py) are rendered per request and fetched often by bots: kept
+# this long by nginx and browsers, so a deleted image's page is gone within twice this.
+SHARED_PAGE_MAX_AGE_S = 10
+SHARED_PAGE_CACHE = f"public, max-age={SHARED_PAGE_MAX_AGE_S}"
 
 
 def nginx_lines(headers: dict[str, str], indent: str) -> str:

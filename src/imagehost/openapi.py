@@ -6,6 +6,57 @@ from .images import THUMBNAIL_MAX_SIDE
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _IMAGE = {"$ref": "#/components/schemas/Image"}
+_ALBUM = {"$ref": "#/components/schemas/Album"}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_ALBUM_ID = {
+    "name": "album_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{formats.ID_PATTERN}$"},
+}
+# any id, so that a mistyped link gets the friendly page (api.PARAMS)
+_PAGE_ID = {
+    "name": "page_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[^/]{1,128}$"},
+}
+# What proves the right to an image (adding it to an album): its delete token, or the admin key.
+_IMAGE_PROOF = {
+    "type": "object",
+    "required": ["filename"],
+    "additionalProperties": False,
+    "properties": {"filename": {"type": "string"}, "delete_token": {"type": "string"}},
+}
+_TITLE = {"type": "string", "maxLength": 200}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+# operationId and tag of each route: what generated clients name their methods and group by
+NAMES = {
+    ("GET", "/api/health"): ("getHealth", "service"),
+    ("GET", "/api/config"): ("getConfig", "service"),
+    ("GET", "/api/openapi.json"): ("getOpenApi", "service"),
+    ("GET", "/api/sharex.sxcu"): ("getShareXUploader", "sharing"),
+    ("GET", "/api/oembed"): ("getOEmbed", "sharing"),
+    ("POST", "/api/upload/"): ("uploadImage", "images"),
+    ("GET", "/api/upload/"): ("listImages", "images"),
+    ("GET", "/api/upload/{filename}"): ("getImage", "images"),
+    ("DELETE", "/api/upload/{filename}"): ("deleteImage", "images"),
+    ("POST", "/api/albums"): ("createAlbum", "albums"),
+    ("GET", "/api/albums/{album_id}"): ("getAlbum", "albums"),
+    ("PATCH", "/api/albums/{album_id}"): ("changeAlbum", "albums"),
+    ("DELETE", "/api/albums/{album_id}"): ("deleteAlbum", "albums"),
+    ("GET", "/i/{page_id}"): ("getSharePage", "sharing"),
+    ("GET", "/a/{page_id}"): ("getAlbumPage", "sharing"),
+    ("GET", "/images/{filename}"): ("getImageFile", "files"),
+    ("GET", "/images/thumbs/{thumbname}"): ("getThumbnailFile", "files"),
+}
+TAGS = [
+    {"name": "images", "description": "Upload, list, look up and delete images"},
+    {"name": "albums", "description": "Several images shared under one link"},
+    {"name": "sharing", "description": "Share pages, link previews, screenshot tools"},
+    {"name": "files", "description": "The stored images and thumbnails"},
+    {"name": "service", "description": "Health, settings and this document"},
+]
 _FILENAME = {
     "name": "filename",
     "in": "path",
@@ -28,11 +79,146 @@ def _json(description: str, schema: dict, headers: dict | None = None) -> dict:
     return out
 
 
+def _html_page(description: str) -> dict:
+    return {
+        "parameters": [_PAGE_ID],
+        "responses": {
+            "200": {"description": description, "content": _HTML},
+            "404": {
+                "description": "A friendly page saying nothing is here (JSON for a path that"
+                " is no page id at all)",
+                "content": {**_HTML, "application/json": {"schema": _ERROR}},
+            },
+            **_errors(503),
+        },
+    }
+
+
 def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
     auth = [{"adminKey": []}]
     upload_security = auth if settings.uploads == "key" else [{}, *auth]
     list_security = auth if settings.listing == "key" else [{}, *auth]
+    owner = [{"deleteToken": []}, *auth]  # an image's or album's own token, or the admin key
     return {
+        ("GET", "/api/sharex.sxcu"): {
+            "security": [{}, *auth],
+            "description": "A custom-uploader file ShareX imports by double-click. With"
+            " UPLOADS=key it carries the admin key, when asked for with the key only.",
+            "responses": {
+                "200": _json("The .sxcu file", {"$ref": "#/components/schemas/ShareX"}),
+            },
+        },
+        ("GET", "/api/oembed"): {
+            "description": "oEmbed (type photo) for a share page, album page or image URL.",
+            "parameters": [
+                {
+                    "name": "url",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1},
+                },
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["json"]},
+                },
+                *(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                    }
+                    for name in ("maxwidth", "maxheight")
+                ),
+            ],
+            "responses": {
+                "200": _json("The embed", {"$ref": "#/components/schemas/OEmbed"}),
+                **_errors(400, 404, 503),
+            },
+        },
+        ("POST", "/api/albums"): {
+            "security": [{}, *auth],
+            "description": "Each image is proven by its delete token (or the admin key). The"
+            " answer holds the album's own delete token, handed out this once.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["images"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "title": _TITLE,
+                                "images": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 500,
+                                    "items": _IMAGE_PROOF,
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(
+                    "Made",
+                    {
+                        "allOf": [
+                            _ALBUM,
+                            {
+                                "type": "object",
+                                "required": ["delete_token"],
+                                "properties": {"delete_token": {"type": "string"}},
+                            },
+                        ]
+                    },
+                ),
+                **_errors(400, 403, 404, 413, 503),
+            },
+        },
+        ("GET", "/api/albums/{album_id}"): {
+            "parameters": [_ALBUM_ID],
+            "responses": {"200": _json("The album", _ALBUM), **_errors(404, 503)},
+        },
+        ("PATCH", "/api/albums/{album_id}"): {
+            "security": owner,
+            "description": "Any of: a new title; images to add (each proven as when making the"
+            " album) or remove (by file name); the new order (every image's file name once).",
+            "parameters": [_ALBUM_ID],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "title": _TITLE,
+                                "add": {"type": "array", "items": _IMAGE_PROOF},
+                                "remove": _STRINGS,
+                                "order": _STRINGS,
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("The changed album", _ALBUM),
+                **_errors(400, 401, 403, 404, 413, 503),
+            },
+        },
+        ("DELETE", "/api/albums/{album_id}"): {
+            "security": owner,
+            "description": "The album goes; its images stay.",
+            "parameters": [_ALBUM_ID],
+            "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404, 503)},
+        },
+        ("GET", "/i/{page_id}"): _html_page("The image's share page, with its link preview"),
+        ("GET", "/a/{page_id}"): _html_page("The album's page, with its link preview"),
         ("GET", "/api/health"): {
             "responses": {"200": _json("Ready", {"type": "object"}), **_errors(503)},
         },
@@ -78,8 +264,15 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
                             _IMAGE,
                             {
                                 "type": "object",
-                                "required": ["delete_token"],
-                                "properties": {"delete_token": {"type": "string"}},
+                                "required": ["delete_token", "delete_page_url"],
+                                "properties": {
+                                    "delete_token": {"type": "string"},
+                                    "delete_page_url": {
+                                        "type": "string",
+                                        "description": "a page that deletes the image when"
+                                        " opened; the token is in its fragment",
+                                    },
+                                },
                             },
                         ]
                     },
@@ -102,6 +295,13 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
                     "required": False,
                     "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
                 },
+                {
+                    "name": "q",
+                    "in": "query",
+                    "required": False,
+                    "description": "only images whose original name contains this (any case)",
+                    "schema": {"type": "string", "maxLength": 200},
+                },
             ],
             "responses": {
                 "200": _json(
@@ -122,7 +322,7 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
             "responses": {"200": _json("The image's metadata", _IMAGE), **_errors(404, 503)},
         },
         ("DELETE", "/api/upload/{filename}"): {
-            "security": [{"deleteToken": []}, *auth],
+            "security": owner,
             "parameters": [_FILENAME],
             "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404, 503)},
         },
@@ -163,7 +363,6 @@ def _object(properties: dict) -> dict:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
-_STRINGS = {"type": "array", "items": {"type": "string"}}
 SCHEMAS = {
     "Error": _object({"detail": {"type": "string"}, "code": {"type": "string"}}),
     "Image": _object(
@@ -172,6 +371,7 @@ SCHEMAS = {
             "filename": {"type": "string"},
             "url": {"type": "string", "format": "uri"},
             "thumbnail_url": {"type": "string", "format": "uri"},
+            "share_url": {"type": "string", "format": "uri"},
             "delete_url": {"type": "string", "format": "uri"},
             "original_name": {"type": "string"},
             "content_type": {
@@ -197,8 +397,54 @@ SCHEMAS = {
             "allowed_extensions": _STRINGS,
             "uploads": {"enum": ["open", "key"]},
             "listing": {"enum": ["public", "key"]},
+            "sharex_url": {"type": "string"},
         }
     ),
+    "Album": _object(
+        {
+            "id": {"type": "string"},
+            "title": {"type": "string"},
+            "url": {"type": "string", "format": "uri"},
+            "api_url": {"type": "string", "format": "uri"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "count": {"type": "integer", "minimum": 0},
+            "images": {"type": "array", "items": _IMAGE},
+        }
+    ),
+    "OEmbed": _object(
+        {
+            "version": {"const": "1.0"},
+            "type": {"const": "photo"},
+            "title": {"type": "string"},
+            "url": {"type": "string", "format": "uri"},
+            "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "provider_name": {"type": "string"},
+            "provider_url": {"type": "string", "format": "uri"},
+            "thumbnail_url": {"type": "string", "format": "uri"},
+            "thumbnail_width": {"type": "integer"},
+            "thumbnail_height": {"type": "integer"},
+            "cache_age": {"type": "integer"},
+        }
+    ),
+    "ShareX": {
+        "type": "object",
+        "required": ["Version", "RequestURL", "Body", "FileFormName", "URL", "DeletionURL"],
+        "properties": {
+            "Version": {"type": "string"},
+            "Name": {"type": "string"},
+            "DestinationType": {"type": "string"},
+            "RequestMethod": {"const": "POST"},
+            "RequestURL": {"type": "string", "format": "uri"},
+            "Body": {"const": "MultipartFormData"},
+            "FileFormName": {"const": "file"},
+            "Headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "URL": {"type": "string"},
+            "ThumbnailURL": {"type": "string"},
+            "DeletionURL": {"type": "string"},
+            "ErrorMessage": {"type": "string"},
+        },
+    },
 }
 
 
@@ -209,7 +455,13 @@ def spec(routes, settings: Settings, base_url: str) -> dict:
     for route in routes:
         if not route.summary:
             continue
-        op = {"summary": route.summary, **operations[(route.method, route.pattern)]}
+        operation_id, tag = NAMES[(route.method, route.pattern)]
+        op = {
+            "operationId": operation_id,
+            "tags": [tag],
+            "summary": route.summary,
+            **operations[(route.method, route.pattern)],
+        }
         paths.setdefault(route.pattern, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -219,12 +471,23 @@ def spec(routes, settings: Settings, base_url: str) -> dict:
             "description": "Upload, list, share and delete images.",
         },
         "servers": [{"url": base_url}],
+        "tags": TAGS,
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
-                "adminKey": {"type": "http", "scheme": "bearer"},
-                "deleteToken": {"type": "apiKey", "in": "header", "name": "X-Delete-Token"},
+                "adminKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "ADMIN_KEY: lists with LISTING=key, uploads with"
+                    " UPLOADS=key, deletes anything",
+                },
+                "deleteToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Delete-Token",
+                    "description": "the token handed out once with an upload or an album",
+                },
             },
         },
     }

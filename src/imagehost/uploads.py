@@ -92,8 +92,14 @@ def clean_name(raw: str) -> str:
 
     It is never used in a path; this only keeps logs and tables readable.
     """
+    return display_text(raw, MAX_NAME_CHARS) or "upload"
+
+
+def display_text(raw: str, limit: int) -> str:
+    """`raw` without control, format (bidi overrides, zero-width), surrogate or line-break
+    characters, stripped and cut to `limit` characters: names and titles others will see."""
     text = "".join(c for c in raw if unicodedata.category(c) not in _DROPPED_CATEGORIES)
-    return text.strip()[:MAX_NAME_CHARS] or "upload"
+    return text.strip()[:limit]
 
 
 def receive_raw(body: Body, target: Path, max_file_bytes: int, name_header: str | None) -> Upload:

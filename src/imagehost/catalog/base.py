@@ -30,6 +30,37 @@ COLUMNS = ", ".join(FIELDS)
 
 
 @dataclass(frozen=True)
+class AlbumRow:
+    id: str
+    title: str
+    created_at: str  # ISO 8601 UTC
+    delete_token_hash: str
+
+
+@dataclass(frozen=True)
+class Album:
+    """An album and its images, in the album's order (images deleted since are not there)."""
+
+    row: AlbumRow
+    images: list[ImageRow]
+
+
+ALBUM_COLUMNS = ", ".join(AlbumRow.__dataclass_fields__)
+# The images of one album, in its order: ImageRow columns, then the album id parameter.
+ALBUM_IMAGES = (
+    f"SELECT {', '.join(f'images.{f}' for f in FIELDS)} FROM album_images"
+    " JOIN images ON images.id = album_images.image_id"
+    " WHERE album_images.album_id = {param} ORDER BY album_images.position"
+)
+
+
+def like_pattern(query: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching `query` anywhere in a name, taken literally."""
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
 class Counters:
     """Kept by triggers in the database, so the listing's ETag and X-Total-Count are one read.
 
@@ -65,6 +96,10 @@ class Catalog(Protocol):
 
     def get(self, filename: str) -> ImageRow | None: ...
 
+    def get_by_id(self, image_id: str) -> ImageRow | None:
+        """The image whose id this is (share pages name an image by id, not file name)."""
+        ...
+
     def remove(self, filename: str) -> bool:
         """Delete the row and, in the same transaction, add its filename to the pending
         deletes (its objects are still to be removed); False when there was no row (someone
@@ -87,8 +122,34 @@ class Catalog(Protocol):
         process, another one or on another node — holds it."""
         ...
 
-    def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:
-        """Up to `limit` images, newest first, older than `before_seq` when given."""
+    def page(
+        self, limit: int, before_seq: int | None = None, query: str | None = None
+    ) -> list[ImageRow]:
+        """Up to `limit` images, newest first, older than `before_seq` when given, and with
+        `query` in their original name (case-insensitive for ASCII letters) when given."""
+        ...
+
+    def count(self, query: str) -> int:
+        """How many images have `query` in their original name (as page() matches; a scan:
+        the plain total is counters().total)."""
+        ...
+
+    def add_album(self, album: AlbumRow, image_ids: list[str]) -> bool:
+        """Insert an album of these images, in this order, in one transaction; False (and
+        nothing added) when one of them no longer exists."""
+        ...
+
+    def album(self, album_id: str) -> Album | None: ...
+
+    def change_album(
+        self, album_id: str, title: str | None = None, image_ids: list[str] | None = None
+    ) -> bool:
+        """Set the title and/or the images (in this order; ids of images deleted meanwhile
+        are left out), in one transaction; False when there is no such album."""
+        ...
+
+    def remove_album(self, album_id: str) -> bool:
+        """Delete the album (never its images); False when there was none."""
         ...
 
     def counters(self) -> Counters: ...
@@ -108,6 +169,10 @@ class Catalog(Protocol):
     def close(self) -> None:
         """Release every connection; the catalog is not used afterwards."""
         ...
+
+
+class ImageGone(Exception):
+    """Inside an implementation: an image of a new album was deleted meanwhile (rolls back)."""
 
 
 class ImportConflict(Exception):

@@ -38,7 +38,21 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigError, ServiceUnavailable
-from .base import COLUMNS, FIELDS, Counters, ImageRow, ImportConflict, migrations, with_seq
+from .base import (
+    ALBUM_COLUMNS,
+    ALBUM_IMAGES,
+    COLUMNS,
+    FIELDS,
+    Album,
+    AlbumRow,
+    Counters,
+    ImageGone,
+    ImageRow,
+    ImportConflict,
+    like_pattern,
+    migrations,
+    with_seq,
+)
 
 log = logging.getLogger("imagehost.catalog")
 
@@ -183,6 +197,10 @@ class PostgresCatalog:
         found = self._rows(f"SELECT {COLUMNS} FROM images WHERE filename = %s", (filename,))
         return ImageRow(*found[0]) if found else None
 
+    def get_by_id(self, image_id: str) -> ImageRow | None:
+        found = self._rows(f"SELECT {COLUMNS} FROM images WHERE id = %s", (image_id,))
+        return ImageRow(*found[0]) if found else None
+
     def remove(self, filename: str) -> bool:
         """Delete the row and record the pending delete in one transaction; False when there
         was no row (someone else deleted it first)."""
@@ -230,14 +248,61 @@ class PostgresCatalog:
                     log.warning("sweeper lock: unlock failed (%s); closing", _first_line(exc))
                     conn.close()
 
-    def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:
-        """Up to `limit` images, newest first, older than `before_seq` when given."""
-        if before_seq is None:
-            query, params = f"SELECT {COLUMNS} FROM images ORDER BY seq DESC LIMIT %s", (limit,)
-        else:
-            query = f"SELECT {COLUMNS} FROM images WHERE seq < %s ORDER BY seq DESC LIMIT %s"
-            params = (before_seq, limit)
-        return [ImageRow(*r) for r in self._rows(query, params)]
+    def page(
+        self, limit: int, before_seq: int | None = None, query: str | None = None
+    ) -> list[ImageRow]:
+        """Up to `limit` images, newest first, older than `before_seq`, matching `query`."""
+        where, params = _filters(before_seq, query)
+        sql = f"SELECT {COLUMNS} FROM images {where} ORDER BY seq DESC LIMIT %s"
+        return [ImageRow(*r) for r in self._rows(sql, (*params, limit))]
+
+    def count(self, query: str) -> int:
+        where, params = _filters(None, query)
+        return self._rows(f"SELECT count(*) FROM images {where}", params)[0][0]
+
+    def add_album(self, album: AlbumRow, image_ids: list[str]) -> bool:
+        try:
+            with self._connection() as conn, conn.transaction():
+                conn.execute(
+                    f"INSERT INTO albums ({ALBUM_COLUMNS}) VALUES (%s, %s, %s, %s)",
+                    (album.id, album.title, album.created_at, album.delete_token_hash),
+                )
+                if _set_album_images(conn, album.id, image_ids) < len(image_ids):
+                    raise ImageGone  # rolls the album back
+        except ImageGone:
+            return False
+        return True
+
+    def album(self, album_id: str) -> Album | None:
+        with self._connection() as conn:
+            found = conn.execute(
+                f"SELECT {ALBUM_COLUMNS} FROM albums WHERE id = %s", (album_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            rows = conn.execute(ALBUM_IMAGES.format(param="%s"), (album_id,)).fetchall()
+        return Album(AlbumRow(*found), [ImageRow(*r) for r in rows])
+
+    def change_album(
+        self, album_id: str, title: str | None = None, image_ids: list[str] | None = None
+    ) -> bool:
+        with self._connection() as conn, conn.transaction():
+            # FOR UPDATE: two changes of one album at once apply one after the other.
+            found = conn.execute(
+                "SELECT 1 FROM albums WHERE id = %s FOR UPDATE", (album_id,)
+            ).fetchone()
+            if found is None:
+                return False
+            if title is not None:
+                conn.execute("UPDATE albums SET title = %s WHERE id = %s", (title, album_id))
+            if image_ids is not None:
+                conn.execute("DELETE FROM album_images WHERE album_id = %s", (album_id,))
+                _set_album_images(conn, album_id, image_ids)
+        return True
+
+    def remove_album(self, album_id: str) -> bool:
+        with self._connection() as conn:
+            return conn.execute("DELETE FROM albums WHERE id = %s", (album_id,)).rowcount > 0
 
     def counters(self) -> Counters:
         values = dict(self._rows("SELECT name, value FROM counters"))
@@ -260,6 +325,30 @@ class PostgresCatalog:
                 (name, value),
             )
             return conn.execute("SELECT value FROM settings WHERE name = %s", (name,)).fetchone()[0]
+
+
+def _filters(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
+    """The WHERE clause of a listing page and its parameters (as the SQLite catalog's)."""
+    clauses, params = [], []
+    if before_seq is not None:
+        clauses.append("seq < %s")
+        params.append(before_seq)
+    if query:
+        # ILIKE folds every letter; SQLite's LIKE only ASCII ones (the documented rule).
+        clauses.append("original_name ILIKE %s ESCAPE '\\'")
+        params.append(like_pattern(query))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _set_album_images(conn: psycopg.Connection, album_id: str, image_ids: list[str]) -> int:
+    """Insert the album's entries in order, only for images that exist; how many."""
+    inserted = conn.execute(
+        "INSERT INTO album_images (album_id, image_id, position)"
+        " SELECT %s, images.id, given.n FROM unnest(%s::text[]) WITH ORDINALITY AS given(id, n)"
+        " JOIN images ON images.id = given.id",
+        (album_id, image_ids),
+    )
+    return inserted.rowcount
 
 
 def _conninfo(url: str, statement_timeout_s: float) -> tuple[str, str]:

@@ -17,7 +17,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import ServiceUnavailable
-from .base import COLUMNS, FIELDS, Counters, ImageRow, ImportConflict, migrations, with_seq
+from .base import (
+    ALBUM_COLUMNS,
+    ALBUM_IMAGES,
+    COLUMNS,
+    FIELDS,
+    Album,
+    AlbumRow,
+    Counters,
+    ImageGone,
+    ImageRow,
+    ImportConflict,
+    like_pattern,
+    migrations,
+    with_seq,
+)
 
 BUSY_TIMEOUT_S = 5.0
 POOL_SIZE = 8  # idle connections kept per process
@@ -160,6 +174,12 @@ class SQLiteCatalog:
             ).fetchone()
         return ImageRow(*found) if found else None
 
+    def get_by_id(self, image_id: str) -> ImageRow | None:
+        with self._connection() as conn:
+            found = conn.execute(f"SELECT {COLUMNS} FROM images WHERE id = ?", (image_id,))
+            row = found.fetchone()
+        return ImageRow(*row) if row else None
+
     def remove(self, filename: str) -> bool:
         """Delete the row and record the pending delete in one transaction; False when there
         was no row (someone else deleted it first)."""
@@ -208,19 +228,59 @@ class SQLiteCatalog:
         finally:
             os.close(fd)
 
-    def page(self, limit: int, before_seq: int | None = None) -> list[ImageRow]:
-        """Up to `limit` images, newest first, older than `before_seq` when given."""
+    def page(
+        self, limit: int, before_seq: int | None = None, query: str | None = None
+    ) -> list[ImageRow]:
+        """Up to `limit` images, newest first, older than `before_seq`, matching `query`."""
+        where, params = _filters(before_seq, query)
+        sql = f"SELECT {COLUMNS} FROM images {where} ORDER BY seq DESC LIMIT ?"
         with self._connection() as conn:
-            if before_seq is None:
-                rows = conn.execute(
-                    f"SELECT {COLUMNS} FROM images ORDER BY seq DESC LIMIT ?", (limit,)
+            return [ImageRow(*r) for r in conn.execute(sql, (*params, limit)).fetchall()]
+
+    def count(self, query: str) -> int:
+        where, params = _filters(None, query)
+        with self._connection() as conn:
+            return conn.execute(f"SELECT count(*) FROM images {where}", params).fetchone()[0]
+
+    def add_album(self, album: AlbumRow, image_ids: list[str]) -> bool:
+        try:
+            with self._transaction() as conn:
+                conn.execute(
+                    f"INSERT INTO albums ({ALBUM_COLUMNS}) VALUES (?, ?, ?, ?)",
+                    (album.id, album.title, album.created_at, album.delete_token_hash),
                 )
-            else:
-                rows = conn.execute(
-                    f"SELECT {COLUMNS} FROM images WHERE seq < ? ORDER BY seq DESC LIMIT ?",
-                    (before_seq, limit),
-                )
-            return [ImageRow(*r) for r in rows.fetchall()]
+                if _set_album_images(conn, album.id, image_ids) < len(image_ids):
+                    raise ImageGone  # rolls the album back
+        except ImageGone:
+            return False
+        return True
+
+    def album(self, album_id: str) -> Album | None:
+        with self._connection() as conn:
+            found = conn.execute(
+                f"SELECT {ALBUM_COLUMNS} FROM albums WHERE id = ?", (album_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            rows = conn.execute(ALBUM_IMAGES.format(param="?"), (album_id,)).fetchall()
+        return Album(AlbumRow(*found), [ImageRow(*r) for r in rows])
+
+    def change_album(
+        self, album_id: str, title: str | None = None, image_ids: list[str] | None = None
+    ) -> bool:
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM albums WHERE id = ?", (album_id,)).fetchone() is None:
+                return False
+            if title is not None:
+                conn.execute("UPDATE albums SET title = ? WHERE id = ?", (title, album_id))
+            if image_ids is not None:
+                conn.execute("DELETE FROM album_images WHERE album_id = ?", (album_id,))
+                _set_album_images(conn, album_id, image_ids)
+        return True
+
+    def remove_album(self, album_id: str) -> bool:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM albums WHERE id = ?", (album_id,)).rowcount > 0
 
     def counters(self) -> Counters:
         with self._connection() as conn:
@@ -239,6 +299,30 @@ class SQLiteCatalog:
     def keep_setting(self, name: str, value: str) -> None:
         """None: one machine's catalog keeps no settings (the admin key stays in DATA_DIR)."""
         return None
+
+
+def _filters(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
+    """The WHERE clause of a listing page and its parameters."""
+    clauses, params = [], []
+    if before_seq is not None:
+        clauses.append("seq < ?")
+        params.append(before_seq)
+    if query:
+        clauses.append("original_name LIKE ? ESCAPE '\\'")  # ASCII case-insensitive
+        params.append(like_pattern(query))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _set_album_images(conn: sqlite3.Connection, album_id: str, image_ids: list[str]) -> int:
+    """Insert the album's entries in order, only for images that exist; how many."""
+    added = 0
+    for position, image_id in enumerate(image_ids):
+        added += conn.execute(
+            "INSERT INTO album_images (album_id, image_id, position)"
+            " SELECT ?, id, ? FROM images WHERE id = ?",
+            (album_id, position, image_id),
+        ).rowcount
+    return added
 
 
 def _statements(script: str) -> list[str]:
