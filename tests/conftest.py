@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
+from support.browser import CHROMIUM, CHROMIUM_ARGS, ConsoleWatch
 from support.stack import NGINX_MISSING, Running, nginx_present, start_stack
 
 REQUIRE_ALL = os.environ.get("IMAGEHOST_REQUIRE_ALL") == "1"
@@ -219,3 +221,43 @@ def podman() -> dict[str, str]:
         present = subprocess.run(["podman", "image", "exists", image], env=env, timeout=60)
         need("base image", present.returncode == 0, f"{image} is missing: {setup}")
     return settings
+
+
+# --- the browser (test_ui, test_ui_sharing) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium, headless, under Playwright (never a downloaded browser)."""
+    need(
+        "chromium",
+        CHROMIUM.exists(),
+        f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)",
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(chromium):
+    """open_page(url, color_scheme=, width=, ...) → (page, console watch) in a fresh context."""
+    contexts = []
+
+    def make(url=None, *, color_scheme="light", width=1280, height=800, **context_options):
+        context = chromium.new_context(
+            viewport={"width": width, "height": height},
+            color_scheme=color_scheme,
+            **context_options,
+        )
+        contexts.append(context)
+        page = context.new_page()
+        watch = ConsoleWatch(page)
+        if url:
+            page.goto(url)
+        return page, watch
+
+    yield make
+    for context in contexts:
+        context.close()

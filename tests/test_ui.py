@@ -6,15 +6,12 @@ import re
 import pytest
 import requests
 from conftest import need
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from support.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DRAG_OVER_JS,
     DROP_FILES_JS,
     PASTE_FILES_JS,
     SCREENSHOTS,
-    ConsoleWatch,
     axe_script,
     file_payload,
     js_file,
@@ -30,42 +27,6 @@ pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
 POLL_WAIT_MS = 20_000
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    need(
-        "chromium",
-        CHROMIUM.exists(),
-        f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)",
-    )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def open_page(chromium):
-    """open_page(url, color_scheme=, width=, ...) → (page, console watch) in a fresh context."""
-    contexts = []
-
-    def make(url=None, *, color_scheme="light", width=1280, height=800, **context_options):
-        context = chromium.new_context(
-            viewport={"width": width, "height": height},
-            color_scheme=color_scheme,
-            **context_options,
-        )
-        contexts.append(context)
-        page = context.new_page()
-        watch = ConsoleWatch(page)
-        if url:
-            page.goto(url)
-        return page, watch
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def open_upload_page(page, base_url: str, fragment: str = "") -> None:
