@@ -40,6 +40,7 @@ LOCAL_FILES_ONLY = {
         "test_admin_key_file_is_private": "with DATABASE_URL the generated key is kept in "
         "PostgreSQL, not in DATA_DIR (test_migrate: the nodes agree on it)",
     },
+    "test_sharing.py": {},
 }
 
 

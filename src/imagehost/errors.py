@@ -180,6 +180,13 @@ class GatewayTimeout(ApiError):
     nginx_only = True
 
 
+class FormatNotOffered(ApiError):
+    """oEmbed's own rule (oembed.com, 2.3.4): a format the provider does not offer is a 501."""
+
+    status, code, detail = 501, "format_not_offered", "Only format=json is offered."
+    retryable = False
+
+
 class HttpVersionNotSupported(ApiError):
     status, code, detail = 505, "http_version_not_supported", "HTTP version not supported."
     retryable = False

@@ -135,7 +135,7 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
             ],
             "responses": {
                 "200": _json("The embed", {"$ref": "#/components/schemas/OEmbed"}),
-                **_errors(400, 404, 503),
+                **_errors(400, 404, 501, 503),
             },
         },
         ("POST", "/api/albums"): {

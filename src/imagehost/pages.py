@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from . import formats, headers, images, rights
 from .catalog.base import ImageRow
-from .errors import InvalidParameter, NotFound
+from .errors import FormatNotOffered, InvalidParameter, NotFound
 from .messages import Request, Response
 from .views import album_url, fit_within, image_url, share_url, thumbnail_url
 
@@ -97,7 +97,7 @@ def album_page(app, request: Request) -> Response:
 def oembed(app, request: Request) -> Response:
     """oEmbed (oembed.com) for a share page, an album page or an image URL: type photo."""
     if (request.query_value("format") or "json") != "json":
-        raise InvalidParameter("Only format=json is offered.")
+        raise FormatNotOffered()
     url = request.query_value("url")
     if not url:
         raise InvalidParameter("'url' is required: a share page, album page or image URL.")

@@ -1,5 +1,6 @@
-// Every call to the server: config, upload (XHR, for progress events), list, delete (fetch).
-// Failures become ApiError with the server's `code` and `detail`; "network" when none answered.
+// Every call to the server: config, upload (XHR, for progress events), list, one image, delete,
+// albums, the ShareX file (fetch). Failures become ApiError with the server's `code` and
+// `detail`; "network" when none answered.
 
 import { adminKey } from "./storage.js";
 
@@ -132,6 +133,20 @@ export async function fetchImages(url, etag = "") {
   };
 }
 
+/** GET /api/upload/{filename}: one image's metadata (not behind LISTING). */
+export async function fetchImage(filename) {
+  const response = await request(`/api/upload/${encodeURIComponent(filename)}`, {
+    headers: { Accept: "application/json" },
+  });
+  const text = await response.text();
+  if (!response.ok) throw errorFrom(response.status, text);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(response.status, "bad_response", "");
+  }
+}
+
 /** DELETE /api/upload/{filename} with this browser's delete token, or else the admin key. */
 export async function deleteImage(filename, token) {
   const headers = token ? { "X-Delete-Token": token } : authHeaders();
@@ -141,4 +156,41 @@ export async function deleteImage(filename, token) {
   });
   if (response.status === 204 || response.ok) return;
   throw errorFrom(response.status, await response.text());
+}
+
+/**
+ * POST /api/albums: an album of `images` ([{ filename, delete_token? }], in order), with the
+ * admin key when this browser holds one. Resolves to the album, with its own delete_token.
+ */
+export async function createAlbum(images, title = "") {
+  const body = { images };
+  if (title) body.title = title;
+  const response = await request("/api/albums", {
+    method: "POST",
+    headers: authHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw errorFrom(response.status, text);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(response.status, "bad_response", "");
+  }
+}
+
+function attachmentName(header, fallback) {
+  const match = /filename="([^"]+)"/.exec(header || "");
+  return match ? match[1] : fallback;
+}
+
+/**
+ * GET the ShareX file with the admin key (it then carries the key, for UPLOADS=key servers).
+ * Resolves to { blob, filename }.
+ */
+export async function fetchSharexFile(url) {
+  const response = await request(url, { headers: authHeaders() });
+  if (!response.ok) throw errorFrom(response.status, await response.text());
+  const filename = attachmentName(response.headers.get("Content-Disposition"), "imagehost.sxcu");
+  return { blob: await response.blob(), filename };
 }

@@ -60,14 +60,28 @@ function escapeBbcode(text) {
   return text.replace(/[[\]]/g, "");
 }
 
-/** The three ways to embed an image elsewhere, as plain text to copy. */
+/**
+ * The three ways to embed an image elsewhere, as plain text to copy: the image itself, linked
+ * to its share page (a click on it there opens the page with its name and download).
+ */
 export function snippets(image) {
   const alt = baseName(image.original_name || image.filename || "image");
+  const page = image.share_url || image.url;
   return [
-    { label: "Markdown", text: `![${escapeMarkdownAlt(alt)}](${image.url})` },
-    { label: "HTML", text: `<img src="${escapeHtmlAttribute(image.url)}" alt="${escapeHtmlAttribute(alt)}">` },
-    { label: "BBCode", text: `[img]${escapeBbcode(image.url)}[/img]` },
+    { label: "Markdown", text: `[![${escapeMarkdownAlt(alt)}](${image.url})](${page})` },
+    {
+      label: "HTML",
+      text:
+        `<a href="${escapeHtmlAttribute(page)}"><img src="${escapeHtmlAttribute(image.url)}"` +
+        ` alt="${escapeHtmlAttribute(alt)}"></a>`,
+    },
+    { label: "BBCode", text: `[url=${escapeBbcode(page)}][img]${escapeBbcode(image.url)}[/img][/url]` },
   ];
+}
+
+/** "1 image", "3 images". */
+export function countOf(n, one = "image", many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 /** A URL the page itself may load (CSP img-src 'self'): same origin, or its path on ours. */

@@ -85,3 +85,31 @@ export function deleteFailure(error, name) {
       return `“${name}” was not deleted${error.detail ? `: ${error.detail}` : "."}`;
   }
 }
+
+/** Why one image of a "Delete selected" stayed: a short phrase for its row. */
+export function deleteReason(error) {
+  switch (error.code) {
+    case "auth_required":
+    case "forbidden":
+      return "Not deleted: this browser is not allowed to delete it (it holds no valid delete token for it, nor the admin key).";
+    case "network":
+      return "Not deleted: could not reach the server.";
+    default:
+      return `Not deleted${error.detail ? `: ${error.detail}` : "."}`;
+  }
+}
+
+/** A sentence for an album that could not be made. */
+export function albumFailure(error) {
+  switch (error.code) {
+    case "auth_required":
+    case "forbidden":
+      return "The album was not made: the server refused the right to one of its images.";
+    case "not_found":
+      return "The album was not made: one of its images was deleted meanwhile.";
+    case "network":
+      return "The album was not made: could not reach the server. Try again.";
+    default:
+      return `The album was not made${error.detail ? `: ${error.detail}` : "."}`;
+  }
+}

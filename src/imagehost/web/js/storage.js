@@ -1,8 +1,12 @@
-// What this browser remembers: the admin key and the delete tokens of its own uploads.
+// What this browser remembers: the admin key, the delete tokens of its own uploads and albums,
+// and how the Images tab is shown.
 // localStorage may be missing or full (private windows); then nothing is remembered.
 
 const ADMIN_KEY = "imagehost.adminKey";
 const TOKEN_PREFIX = "imagehost.deleteToken.";
+const ALBUM_TOKEN_PREFIX = "imagehost.albumToken.";
+const GALLERY_VIEW = "imagehost.galleryView";
+const GALLERY_VIEWS = ["table", "grid"];
 
 function read(name) {
   try {
@@ -36,6 +40,25 @@ export function deleteToken(filename) {
 
 export function setDeleteToken(filename, token) {
   return write(TOKEN_PREFIX + filename, token || null);
+}
+
+/** The delete token of an album made in this browser, or "". */
+export function albumToken(albumId) {
+  return read(ALBUM_TOKEN_PREFIX + albumId) || "";
+}
+
+export function setAlbumToken(albumId, token) {
+  return write(ALBUM_TOKEN_PREFIX + albumId, token || null);
+}
+
+/** How the Images tab shows images: "table" (the default) or "grid". */
+export function galleryView() {
+  const view = read(GALLERY_VIEW);
+  return GALLERY_VIEWS.includes(view) ? view : "table";
+}
+
+export function setGalleryView(view) {
+  return write(GALLERY_VIEW, GALLERY_VIEWS.includes(view) ? view : null);
 }
 
 /** True when this browser holds something that lets it delete `filename`. */

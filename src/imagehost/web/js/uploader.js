@@ -1,9 +1,11 @@
-// The Upload tab: drop zone, Browse, paste; one row per file with progress, then links or error.
+// The Upload tab: drop zone, Browse, paste; one row per file with progress, then links or error;
+// a batch of several files can become an album once it is done.
 
+import { albumEntries, albumResult, makeAlbum } from "./albums.js";
 import { uploadFile } from "./api.js";
-import { announce, copyField, el } from "./dom.js";
-import { extensionOf, formatList, humanSize, sameOriginPath, snippets } from "./format.js";
-import { isRetryable, uploadFailure } from "./messages.js";
+import { announce, copyField, el, nextId } from "./dom.js";
+import { countOf, extensionOf, formatList, humanSize, sameOriginPath, snippets } from "./format.js";
+import { albumFailure, isRetryable, uploadFailure } from "./messages.js";
 import { adminKey, setDeleteToken } from "./storage.js";
 
 const PARALLEL_UPLOADS = 3;
@@ -30,6 +32,8 @@ class UploadRow {
   constructor(file, uploader) {
     this.file = file;
     this.uploader = uploader;
+    this.image = null; // the server's answer, once uploaded
+    this.batch = null;
     this.preview = el("img", { class: "upload-preview", alt: "", width: 56, height: 56 });
     this.preview.hidden = true;
     this.previewUrl = "";
@@ -120,22 +124,31 @@ class UploadRow {
       this.preview.hidden = false;
       this.preview.src = sameOriginPath(image.thumbnail_url);
     }
-    const link = el("a", {
-      class: "upload-open",
-      href: image.url,
-      target: "_blank",
-      rel: "noopener",
-      text: "Open image",
-    });
-    this.result.replaceChildren(
-      el(
-        "div",
-        { class: "share" },
-        copyField("URL", image.url, "URL"),
-        ...snippets(image).map((s) => copyField(s.label, s.text, s.label)),
-      ),
-      link,
+    this.image = image;
+    const links = el(
+      "p",
+      { class: "upload-open" },
+      el("a", { href: image.url, target: "_blank", rel: "noopener", text: "Open image" }),
+      image.share_url
+        ? el("a", { href: image.share_url, target: "_blank", rel: "noopener", text: "Open share page" })
+        : null,
     );
+    const fields = [copyField("URL", image.url, "URL")];
+    if (image.share_url) fields.push(copyField("Share link", image.share_url, "share link"));
+    fields.push(...snippets(image).map((s) => copyField(s.label, s.text, s.label)));
+    if (image.delete_page_url) {
+      fields.push(copyField("Delete link", image.delete_page_url, "delete link"));
+    }
+    const parts = [el("div", { class: "share" }, ...fields)];
+    if (image.delete_page_url) {
+      parts.push(
+        el("p", {
+          class: "upload-note",
+          text: "Anyone with the delete link can delete this image: keep it to yourself.",
+        }),
+      );
+    }
+    this.result.replaceChildren(...parts, links);
     announce(`${image.original_name || this.file.name} uploaded`);
     this.uploader.onUploaded(image);
   }
@@ -167,6 +180,88 @@ class UploadRow {
       parts.push(again);
     }
     this.result.replaceChildren(el("div", { class: "upload-failure" }, ...parts));
+  }
+}
+
+/**
+ * The files given at once (one drop, one choice, one paste). When all are done and at least
+ * two arrived, one button makes an album of them, in the order they were given.
+ */
+class UploadBatch {
+  constructor(rows) {
+    this.rows = rows;
+    this.album = null;
+    this.busy = false;
+    const titleId = nextId("album-title");
+    this.summary = el("p", { class: "batch-summary" });
+    this.title = el("input", {
+      id: titleId,
+      type: "text",
+      class: "batch-title-input",
+      maxlength: 200,
+      autocomplete: "off",
+    });
+    this.button = el("button", {
+      type: "button",
+      class: "button button-primary button-small",
+      text: "Make album",
+    });
+    this.error = el("p", { class: "upload-error batch-error", role: "alert" });
+    this.error.hidden = true;
+    this.bar = el(
+      "div",
+      { class: "batch-bar" },
+      this.summary,
+      el(
+        "div",
+        { class: "batch-controls" },
+        el("label", { for: titleId, class: "batch-title-label", text: "Album title (optional)" }),
+        this.title,
+        this.button,
+      ),
+    );
+    this.result = el("div", { class: "batch-result" });
+    this.node = el("li", { class: "upload-batch" }, this.bar, this.error, this.result);
+    this.node.hidden = true;
+    this.button.addEventListener("click", () => this.makeAlbum());
+  }
+
+  uploaded() {
+    return this.rows.filter((row) => row.node.dataset.state === "done" && row.image);
+  }
+
+  /** A row finished (or was sent again): show the button once all are done. */
+  update() {
+    if (this.album) return;
+    const settled = this.rows.every((row) => ["done", "error"].includes(row.node.dataset.state));
+    const done = this.uploaded();
+    this.node.hidden = !(settled && done.length >= 2);
+    const failed = this.rows.length - done.length;
+    this.summary.textContent =
+      `${countOf(done.length)} of this batch uploaded` + (failed ? ` (${failed} not)` : "");
+  }
+
+  async makeAlbum() {
+    if (this.busy || this.album) return;
+    const { entries } = albumEntries(this.uploaded().map((row) => row.image));
+    this.busy = true;
+    this.button.disabled = true;
+    this.error.hidden = true;
+    try {
+      this.album = await makeAlbum(entries, this.title.value);
+    } catch (error) {
+      this.error.textContent = albumFailure(error);
+      this.error.hidden = false;
+      this.button.disabled = false;
+      return;
+    } finally {
+      this.busy = false;
+    }
+    this.bar.remove();
+    this.result.replaceChildren(albumResult(this.album));
+    announce(`Album of ${countOf(this.album.count)} made`);
+    const field = this.result.querySelector("input");
+    if (field) field.focus();
   }
 }
 
@@ -281,8 +376,10 @@ export class Uploader {
     if (!files.length) return;
     if (this.onFilesArrived) this.onFilesArrived();
     const rows = files.map((file) => new UploadRow(file, this));
-    // Newest batch on top, in the order the files were given.
-    this.list.prepend(...rows.map((row) => row.node));
+    const batch = new UploadBatch(rows);
+    for (const row of rows) row.batch = batch;
+    // Newest batch on top, in the order the files were given; its album bar above it.
+    this.list.prepend(batch.node, ...rows.map((row) => row.node));
     for (const row of rows) {
       const refusal = this.precheck(row.file);
       if (refusal) {
@@ -293,6 +390,7 @@ export class Uploader {
         this.enqueue(row);
       }
     }
+    batch.update();
     announce(files.length === 1 ? "1 file added" : `${files.length} files added`);
   }
 
@@ -300,6 +398,7 @@ export class Uploader {
     row.setState("queued");
     row.status.textContent = "Waiting…";
     row.result.replaceChildren();
+    row.batch.update();
     this.queue.push(row);
     this.pump();
   }
@@ -310,6 +409,7 @@ export class Uploader {
       this.running += 1;
       row.start().finally(() => {
         this.running -= 1;
+        row.batch.update();
         this.pump();
       });
     }
