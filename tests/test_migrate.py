@@ -162,7 +162,9 @@ def assert_served_as_before(new, old, kept: list[dict], seaweed, remade: dict) -
     for item in kept:
         meta = requests.get(f"{new.url}/api/upload/{item['filename']}", timeout=30)
         assert meta.status_code == 200
-        answered_then = {k: v for k, v in item.items() if k != "delete_token"}
+        answered_then = {
+            k: v for k, v in item.items() if k not in ("delete_token", "delete_page_url")
+        }
         assert without_base(meta.json(), new.url) == without_base(answered_then, old.url)
         original = (old.images_dir / item["filename"]).read_bytes()
         served = requests.get(f"{new.url}/images/{item['filename']}", timeout=30)
@@ -196,6 +198,12 @@ def test_an_installation_moves_to_postgres_and_s3(serve_factory, postgres, bucke
     old_items, old_total = all_pages(old.url)
     assert old_total == len(old_items) == IMAGES - DELETED_BEFORE
     admin_key = old.admin_key  # generated, in DATA_DIR/admin_key
+    proofs = [{"filename": i["filename"], "delete_token": i["delete_token"]} for i in kept[5:8]]
+    made_album = requests.post(
+        f"{old.url}/api/albums", json={"title": "moved", "images": proofs[::-1]}, timeout=30
+    )
+    assert made_album.status_code == 201, made_album.text
+    album = made_album.json()
     old.stop()
     # Drift the commands must cope with: an original whose thumbnail is lost (a new one is
     # made), an intruder at an original's key (not overwritten: that run fails, says so), and
@@ -215,6 +223,7 @@ def test_an_installation_moves_to_postgres_and_s3(serve_factory, postgres, bucke
     assert done.returncode == 0, done.stderr + done.stdout
     assert counts(done.stdout) == (len(kept), 0, 0)
     assert "is the one PostgreSQL keeps" in done.stdout
+    assert "albums: 1 copied, 0 skipped (already there), 0 failed" in done.stdout
     lite = SQLiteCatalog(old.data_dir / "catalog.sqlite3")
     pg = PostgresCatalog(database_url)
     try:
@@ -225,6 +234,7 @@ def test_an_installation_moves_to_postgres_and_s3(serve_factory, postgres, bucke
         again = run_cli(env, "migrate-catalog", timeout=MIGRATE_TIMEOUT_S)
         assert again.returncode == 0, again.stderr + again.stdout
         assert counts(again.stdout) == (0, len(kept), 0)
+        assert "albums: 0 copied, 1 skipped (already there), 0 failed" in again.stdout
         assert pg.counters() == after_first and pg.page(1000) == lite.page(1000)
     finally:
         lite.close()
@@ -268,6 +278,16 @@ def test_an_installation_moves_to_postgres_and_s3(serve_factory, postgres, bucke
     assert relative == [without_base(item, old.url) for item in old_items]  # order included
     assert not (new.data_dir / rights.ADMIN_KEY_FILE).exists()
     assert_served_as_before(new, old, kept, bucket, remade=no_thumb)
+    moved = requests.get(f"{new.url}/api/albums/{album['id']}", timeout=30).json()
+    assert moved["title"] == "moved"
+    assert [i["filename"] for i in moved["images"]] == [p["filename"] for p in proofs[::-1]]
+    renamed = requests.patch(  # its token, handed out by the old installation, still works
+        moved["api_url"],
+        json={"title": "moved again"},
+        headers={"X-Delete-Token": album["delete_token"]},
+        timeout=30,
+    )
+    assert renamed.status_code == 200, renamed.text
 
     # 5. Delete tokens work; new rows come after the imported ones.
     for item in kept[-3:]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import formats, images, rights
 from .catalog import FILE_NAME, Catalog, ImageRow, ImportConflict, open_catalog
+from .catalog.base import Album
 from .catalog.sqlite import SQLiteCatalog
 from .config import Settings
 from .errors import ApiError, ConfigError, ServiceUnavailable
@@ -90,19 +91,21 @@ class CatalogReport:
     version: int
     epoch: int
     admin_key: str  # what became of the source's admin key, in words
+    albums: Tally  # the source's albums: copied, skipped (already there), failed
 
     @property
     def ok(self) -> bool:
-        return not self.tally.failed
+        return not self.tally.failed and not self.albums.failed
 
     def problems(self) -> list[str]:
-        return [f"migrate-catalog: failed: {reason}" for reason in self.tally.failed]
+        failed = self.tally.failed + self.albums.failed
+        return [f"migrate-catalog: failed: {reason}" for reason in failed]
 
     def summary(self) -> str:
         return (
             f"migrate-catalog: {self.tally.counts()}: the rows of {self.source}; PostgreSQL "
             f"now has {self.total} images (version {self.version}, its own epoch "
-            f"{self.epoch}); admin key: {self.admin_key}"
+            f"{self.epoch}); albums: {self.albums.counts()}; admin key: {self.admin_key}"
         )
 
 
@@ -277,6 +280,7 @@ def migrate_catalog(settings: Settings, from_file: Path | None = None) -> Catalo
         raise ConfigError(f"{what}: there is no SQLite catalog at {str(path)!r}")
     with contextlib.closing(SQLiteCatalog(path)) as lite:
         rows = _all_rows(lite)
+        albums = [lite.album(album_id) for album_id in lite.album_ids()]
     target = open_catalog(settings)
     try:
         tally = Tally()
@@ -290,6 +294,7 @@ def migrate_catalog(settings: Settings, from_file: Path | None = None) -> Catalo
         else:
             tally.skipped = len(rows) - tally.copied
             tally.failed += _differences(rows, {r.filename: r for r in _all_rows(target)})
+        album_tally = _copy_albums(target, [a for a in albums if a is not None])
         admin_key = _carry_admin_key(target, path.parent)
         counters = target.counters()
     finally:
@@ -301,7 +306,21 @@ def migrate_catalog(settings: Settings, from_file: Path | None = None) -> Catalo
         version=counters.version,
         epoch=counters.epoch,
         admin_key=admin_key,
+        albums=album_tally,
     )
+
+
+def _copy_albums(target: Catalog, albums: list[Album]) -> Tally:
+    """Each album not in PostgreSQL yet, with its images in order (copied after the images)."""
+    tally = Tally()
+    for album in albums:
+        if target.album(album.row.id) is not None:
+            tally.skipped += 1
+        elif target.add_album(album.row, [image.id for image in album.images]):
+            tally.copied += 1
+        else:
+            tally.failed.append(f"album {album.row.id}: one of its images is not in PostgreSQL")
+    return tally
 
 
 def _all_rows(catalog: Catalog) -> list[ImageRow]:

@@ -141,6 +141,10 @@ class Catalog(Protocol):
 
     def album(self, album_id: str) -> Album | None: ...
 
+    def album_ids(self) -> list[str]:
+        """Every album's id, oldest first: for migrate-catalog only (the API lists none)."""
+        ...
+
     def change_album(
         self, album_id: str, title: str | None = None, image_ids: list[str] | None = None
     ) -> bool:

@@ -308,6 +308,9 @@ class PostgresCatalog:
         values = dict(self._rows("SELECT name, value FROM counters"))
         return Counters(values["total"], values["version"], values["epoch"])
 
+    def album_ids(self) -> list[str]:
+        return [r[0] for r in self._rows("SELECT id FROM albums ORDER BY created_at, id")]
+
     def filenames(self) -> set[str]:
         return {r[0] for r in self._rows("SELECT filename FROM images")}
 

@@ -287,6 +287,11 @@ class SQLiteCatalog:
             values = dict(conn.execute("SELECT name, value FROM counters").fetchall())
         return Counters(values["total"], values["version"], values["epoch"])
 
+    def album_ids(self) -> list[str]:
+        with self._connection() as conn:
+            found = conn.execute("SELECT id FROM albums ORDER BY created_at, id").fetchall()
+        return [r[0] for r in found]
+
     def filenames(self) -> set[str]:
         with self._connection() as conn:
             return {r[0] for r in conn.execute("SELECT filename FROM images").fetchall()}

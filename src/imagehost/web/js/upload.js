@@ -1,6 +1,8 @@
-// The upload page: wires the tabs, the uploader and the image table to the server's config.
+// The upload page: wires the tabs, the uploader, the Images tab and the ShareX download to the
+// server's config.
 
-import { fetchConfig } from "./api.js";
+import { fetchConfig, fetchSharexFile } from "./api.js";
+import { el } from "./dom.js";
 import { Gallery } from "./gallery.js";
 import { adminKey, adoptKeyFromFragment, setAdminKey } from "./storage.js";
 import { Tabs } from "./tabs.js";
@@ -23,11 +25,20 @@ const gallery = new Gallery({
   table: byId("images-table"),
   body: byId("images-body"),
   empty: byId("images-empty"),
+  noMatch: byId("images-no-match"),
   message: byId("images-message"),
   count: byId("images-count"),
   sentinel: byId("images-sentinel"),
   loading: byId("images-loading"),
   loadMore: byId("load-more"),
+  search: byId("images-search"),
+  viewButtons: [...document.querySelectorAll(".view-button")],
+  selectionBar: byId("selection-bar"),
+  selectAll: byId("select-all"),
+  selectionCount: byId("selection-count"),
+  deleteSelected: byId("delete-selected"),
+  albumSelected: byId("album-selected"),
+  albumMade: byId("album-made"),
 });
 
 const tabs = new Tabs(document.querySelector('[role="tablist"]'), (name) => {
@@ -46,7 +57,40 @@ const uploader = new Uploader({
 
 function showAdminState() {
   byId("admin-badge").hidden = !adminKey();
+  showSharex();
 }
+
+let sharexConfig = null;
+
+/** "Use with ShareX": a plain link, or with the admin key a download that carries the key. */
+function showSharex() {
+  if (!sharexConfig) return;
+  byId("sharex-link").href = sharexConfig.sharex_url;
+  byId("sharex").hidden = false;
+  const keyed = sharexConfig.uploads === "key";
+  byId("sharex-hint").textContent =
+    keyed && !adminKey()
+      ? "Uploads here need the admin key: open the management link first, so the file carries it."
+      : "Downloads a custom uploader: open it and ShareX uploads screenshots here.";
+}
+
+byId("sharex-link").addEventListener("click", async (event) => {
+  if (!adminKey()) return; // the plain link: the file without the key
+  event.preventDefault();
+  const notice = byId("page-notice");
+  try {
+    const { blob, filename } = await fetchSharexFile(byId("sharex-link").href);
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: filename, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch {
+    notice.textContent = "The ShareX file could not be downloaded. Try again in a moment.";
+    notice.hidden = false;
+  }
+});
 
 function keyChanged() {
   showAdminState();
@@ -86,7 +130,10 @@ tabs.fromFragment();
 
 async function loadConfig() {
   try {
-    uploader.setConfig(await fetchConfig());
+    const config = await fetchConfig();
+    uploader.setConfig(config);
+    sharexConfig = config.sharex_url ? config : null;
+    showSharex();
   } catch {
     uploader.configMissing();
     window.setTimeout(loadConfig, CONFIG_RETRY_MS);
