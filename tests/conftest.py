@@ -41,6 +41,7 @@ LOCAL_FILES_ONLY = {
         "PostgreSQL, not in DATA_DIR (test_migrate: the nodes agree on it)",
     },
     "test_sharing.py": {},
+    "test_expiry.py": {},
 }
 
 

@@ -51,7 +51,9 @@ def test_upload_fetch_list_delete(server):
         "width",
         "height",
         "created_at",
+        "expires_at",
     }
+    assert image["expires_at"] is None  # kept until deleted: DEFAULT_EXPIRY is unset
     assert image["filename"] == f"{image['id']}.png" and len(image["id"]) >= 10
     assert image["url"] == f"{server.url}/images/{image['filename']}"
     assert image["original_name"] == "holiday.png"

@@ -1,5 +1,6 @@
 """The settings table: defaults, aliases, .env files, one-line errors, and the docs that list it."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,39 @@ def test_formats_accept_jpg_alias():
 def test_settings_round_trip_through_environ():
     s = config.load({"ALLOWED_FORMATS": "png", "STRIP_METADATA": "false"}, env_file=None)
     assert config.load(s.as_environ(), env_file=None) == s
+    timed = config.load({"DEFAULT_EXPIRY": "PT1H", "MAX_EXPIRY": "P1W"}, env_file=None)
+    assert (timed.default_expiry, timed.max_expiry) == (3600, 7 * 86400)
+    assert config.load(timed.as_environ(), env_file=None) == timed
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({}, (None, None)),
+        ({"DEFAULT_EXPIRY": "86400"}, (86400, None)),
+        ({"DEFAULT_EXPIRY": "never", "MAX_EXPIRY": ""}, (None, None)),
+        ({"MAX_EXPIRY": "P30D"}, (30 * 86400, 30 * 86400)),  # the maximum is then the default
+        ({"DEFAULT_EXPIRY": "PT10M", "MAX_EXPIRY": "PT1H"}, (600, 3600)),
+    ],
+)
+def test_expiry_settings(environ, expected):
+    s = config.load(environ, env_file=None)
+    assert (s.default_expiry, s.max_expiry) == expected
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"DEFAULT_EXPIRY": "tomorrow"}, "DEFAULT_EXPIRY='tomorrow': must be whole seconds"),
+        ({"MAX_EXPIRY": "0"}, "MAX_EXPIRY='0': must be at least 1 second"),
+        ({"MAX_EXPIRY": "P1000Y"}, "at most 100 years"),
+        ({"DEFAULT_EXPIRY": "P2D", "MAX_EXPIRY": "P1D"}, "DEFAULT_EXPIRY='P2D': must not exceed"),
+        ({"DEFAULT_EXPIRY": "never", "MAX_EXPIRY": "P1D"}, "DEFAULT_EXPIRY=never: must not"),
+    ],
+)
+def test_bad_expiry_settings_name_the_setting(environ, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.load(environ, env_file=None)
 
 
 def test_every_setting_is_documented():

@@ -425,7 +425,7 @@ def test_delete_tokens_stay_out_of_the_logs(stack):
     requests.delete(
         album.json()["api_url"], headers={"X-Delete-Token": album_token}, timeout=10
     ).raise_for_status()
-    access = stack.log_dir / "access.log"
+    access = stack.log_dir / "nginx" / "access.log"
     wait_for(lambda: "DELETE /api/albums/" in access.read_text(), 10, "the access log line")
     assert "GET /delete.html " in access.read_text()  # the page was asked for, and no more
     for log in (access, stack.log_dir / "app.log"):

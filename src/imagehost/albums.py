@@ -10,9 +10,8 @@ import json
 import logging
 
 from . import rights, uploads
-from .catalog.base import Album, AlbumRow, ImageRow
+from .catalog.base import Album, AlbumRow, ImageRow, timestamp
 from .errors import Forbidden, InvalidBody, NotFound, PayloadTooLarge
-from .ingest import timestamp
 from .messages import Request, Response
 from .store.keys import new_image_id
 from .views import album_json

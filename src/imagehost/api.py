@@ -3,13 +3,14 @@
 Handlers raise errors.ApiError subclasses and never write error responses themselves.
 """
 
+import dataclasses
 import hashlib
 import logging
 import mimetypes
 from pathlib import Path
 from urllib.parse import quote
 
-from . import albums, formats, headers, pages, rights, uploads
+from . import albums, expiry, formats, headers, pages, rights, uploads
 from .catalog import open_catalog
 from .config import Settings
 from .errors import (
@@ -139,6 +140,8 @@ def client_config(app: App, request: Request) -> Response:
             "uploads": s.uploads,
             "listing": s.listing,
             "sharex_url": "/api/sharex.sxcu",
+            "default_expiry": s.default_expiry,
+            "max_expiry": s.max_expiry,
         }
     )
 
@@ -157,9 +160,16 @@ def upload(app: App, request: Request) -> Response:
     if length == 0:
         raise MissingFile("The request has no body; send the image.")
     content_type, name = request.header("Content-Type") or "", request.header("X-Filename")
+    asked = request.header("X-Expires-In")
+    expiry.lifetime(asked, s.default_expiry, s.max_expiry)  # refused before the body
 
     def receive(spool: Path) -> uploads.Upload:
-        return uploads.receive(request.body, content_type, spool, s.max_upload_bytes, name)
+        """The body, then its lifetime: the form field wins over the header (both checked
+        before the image is decoded or stored)."""
+        got = uploads.receive(request.body, content_type, spool, s.max_upload_bytes, name)
+        requested = got.expires_in if got.expires_in is not None else asked
+        lifetime_s = expiry.lifetime(requested, s.default_expiry, s.max_expiry)
+        return dataclasses.replace(got, lifetime_s=lifetime_s)
 
     fields = {"rid": request.request_id}
     try:
@@ -194,14 +204,14 @@ def list_images(app: App, request: Request) -> Response:
     query = uploads.display_text(request.query_value("q") or "", uploads.MAX_NAME_CHARS)
     counters = app.catalog.counters()
     base = request.base_url
-    key = f"{counters.epoch}/{counters.version}/{base}/{query}"
+    key = f"{counters.epoch}/{counters.version}/{counters.expired}/{base}/{query}"
     tag = hashlib.sha1(key.encode()).hexdigest()[:16]
     etag = f'W/"{tag}-{limit}-{cursor or 0}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
     if etag in (request.header("If-None-Match") or ""):
         return Response(304, headers=headers)
     # The plain total is one read of the counters; a search counts its matches (a scan).
-    headers["X-Total-Count"] = str(app.catalog.count(query) if query else counters.total)
+    headers["X-Total-Count"] = str(app.catalog.count(query) if query else counters.live)
     rows = app.catalog.page(limit + 1, before, query or None)
     if len(rows) > limit:
         rows = rows[:limit]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from . import expiry
 from .errors import ConfigError
 from .formats import BY_EXT, CEILING_FRAMES, CEILING_PIXELS, NAMES
 
@@ -52,6 +53,11 @@ def _formats(raw: str) -> tuple[str, ...]:
     if unknown or not names:
         raise ValueError(f"must be a comma-separated subset of {','.join(NAMES)}")
     return tuple(dict.fromkeys(names))
+
+
+def _lifetime(raw: str) -> int | None:
+    """Seconds, or None (empty or "never"): see expiry.py for the forms accepted."""
+    return expiry.parse(raw) if raw.strip() else None
 
 
 def _public_url(raw: str) -> str:
@@ -182,6 +188,20 @@ TABLE: tuple[Setting, ...] = (
         "public: anyone may list; key: listing needs the admin key",
         _choice("public", "key"),
     ),
+    Setting(
+        "DEFAULT_EXPIRY",
+        "",
+        "lifetime of an upload that asks for none: seconds or ISO 8601 (PT1H, P1D, P1W, P1M); "
+        "empty: never (MAX_EXPIRY when that is set)",
+        _lifetime,
+    ),
+    Setting(
+        "MAX_EXPIRY",
+        "",
+        "longest lifetime an upload may ask for (longer is refused, never shortened); "
+        "empty: no limit, uploads may be kept forever",
+        _lifetime,
+    ),
     Setting("STRIP_METADATA", "true", "remove EXIF/GPS/XMP/IPTC from stored originals", _bool),
     Setting(
         "REQUEST_TIMEOUT", "30", "seconds a client has to send one whole request", _int(1, 3600)
@@ -260,6 +280,8 @@ class Settings:
     admin_key: str
     uploads: str
     listing: str
+    default_expiry: int | None  # seconds; None: never
+    max_expiry: int | None
     strip_metadata: bool
     request_timeout: int
     log_level: str
@@ -297,6 +319,8 @@ class Settings:
                 value = ",".join(value)
             elif isinstance(value, bool):
                 value = "true" if value else "false"
+            elif value is None:
+                value = ""
             out[setting.name] = str(value)
         return out
 
@@ -331,6 +355,15 @@ def load(
         for name in ("S3_ENDPOINT_URL", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
             if not getattr(settings, name.lower()):
                 raise ConfigError(f"{name}: must be set with STORAGE=s3")
+    if settings.max_expiry is not None:
+        if settings.default_expiry is None and source.get("DEFAULT_EXPIRY", "").strip():
+            raise ConfigError("DEFAULT_EXPIRY=never: must not exceed MAX_EXPIRY")
+        if settings.default_expiry is None:
+            settings = settings.replace(default_expiry=settings.max_expiry)
+        elif settings.default_expiry > settings.max_expiry:
+            raise ConfigError(
+                f"DEFAULT_EXPIRY={source.get('DEFAULT_EXPIRY')!r}: must not exceed MAX_EXPIRY"
+            )
     last_port = settings.web_server_start_port + settings.web_server_workers - 1
     if last_port > 65535:
         raise ConfigError(

@@ -74,6 +74,10 @@ class InvalidBody(BadRequest):
     code, detail = "invalid_body", "The request body is not the JSON this needs."
 
 
+class InvalidExpiry(BadRequest):
+    code, detail = "invalid_expiry", "expires_in is not a lifetime this server accepts."
+
+
 class InvalidMultipart(BadRequest):
     code, detail = "invalid_multipart", "The multipart body is malformed."
 

@@ -36,7 +36,14 @@ ERROR_CACHE = "no-store"
 # Share and album pages (pages.py) are rendered per request and fetched often by bots: kept
 # this long by nginx and browsers, so a deleted image's page is gone within twice this.
 SHARED_PAGE_MAX_AGE_S = 10
-SHARED_PAGE_CACHE = f"public, max-age={SHARED_PAGE_MAX_AGE_S}"
+
+
+def shared_page_cache(max_age: int = SHARED_PAGE_MAX_AGE_S) -> str:
+    """A shared page's Cache-Control; less than the usual age for an image expiring sooner."""
+    return f"public, max-age={max_age}" if max_age > 0 else "no-store"
+
+
+SHARED_PAGE_CACHE = shared_page_cache()
 
 
 def nginx_lines(headers: dict[str, str], indent: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import formats, images, rights
 from .catalog import Catalog, ImageRow
+from .catalog.base import timestamp
 from .config import Settings
 from .errors import ImageRejected, UnsupportedImage
 from .store import Store, disk_errors, image_id_of, new_image_id
@@ -55,12 +56,6 @@ class Stored:
 
     row: ImageRow
     delete_token: str
-
-
-def timestamp(moment: datetime.datetime | None = None) -> str:
-    """`created_at` as the catalog keeps it: ISO 8601 UTC with microseconds and a Z."""
-    moment = moment or datetime.datetime.now(datetime.UTC)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Ingest:
@@ -104,6 +99,10 @@ class Ingest:
             filename = f"{image_id}.{info.ext}"
             self.store.commit(stored, thumbnail, filename, image_id)
         token, token_hash = rights.new_delete_token()
+        now = datetime.datetime.now(datetime.UTC)
+        expires_at = None
+        if upload.lifetime_s is not None:
+            expires_at = timestamp(now + datetime.timedelta(seconds=upload.lifetime_s))
         row = ImageRow(
             seq=0,
             id=image_id,
@@ -113,8 +112,9 @@ class Ingest:
             size=size,
             width=info.width,
             height=info.height,
-            created_at=timestamp(),
+            created_at=timestamp(now),
             delete_token_hash=token_hash,
+            expires_at=expires_at,
         )
         try:
             return Stored(self.catalog.add(row), token)

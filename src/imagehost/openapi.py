@@ -29,6 +29,12 @@ _IMAGE_PROOF = {
     "properties": {"filename": {"type": "string"}, "delete_token": {"type": "string"}},
 }
 _TITLE = {"type": "string", "maxLength": 200}
+_EXPIRES_IN = {
+    "type": "string",
+    "description": "how long to keep the image: seconds, an ISO 8601 duration (PT1H, P1D, P1W,"
+    " P1M) or never; over MAX_EXPIRY is refused. Default: DEFAULT_EXPIRY",
+    "examples": ["3600", "P1D", "never"],
+}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 # operationId and tag of each route: what generated clients name their methods and group by
 NAMES = {
@@ -241,7 +247,10 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
                         "schema": {
                             "type": "object",
                             "required": ["file"],
-                            "properties": {"file": {"type": "string", "format": "binary"}},
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "expires_in": _EXPIRES_IN,
+                            },
                         }
                     },
                     "image/*": {"schema": {"type": "string", "format": "binary"}},
@@ -254,7 +263,14 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
                     "required": False,
                     "description": "original file name for a raw-body upload",
                     "schema": {"type": "string"},
-                }
+                },
+                {
+                    "name": "X-Expires-In",
+                    "in": "header",
+                    "required": False,
+                    "description": "the lifetime, as the form field expires_in (which wins)",
+                    "schema": _EXPIRES_IN,
+                },
             ],
             "responses": {
                 "201": _json(
@@ -382,6 +398,11 @@ SCHEMAS = {
             "width": {"type": "integer", "minimum": 1},
             "height": {"type": "integer", "minimum": 1},
             "created_at": {"type": "string", "format": "date-time"},
+            "expires_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "when it is gone; null: kept until deleted",
+            },
         }
     ),
     "Config": _object(
@@ -398,6 +419,8 @@ SCHEMAS = {
             "uploads": {"enum": ["open", "key"]},
             "listing": {"enum": ["public", "key"]},
             "sharex_url": {"type": "string"},
+            "default_expiry": {"type": ["integer", "null"], "description": "seconds"},
+            "max_expiry": {"type": ["integer", "null"], "description": "seconds"},
         }
     ),
     "Album": _object(

@@ -4,12 +4,13 @@ both, and the ShareX custom-uploader file.
 The pages are rendered here (templates/*.html, string.Template) so that they carry link
 previews — Open Graph, Twitter card, oEmbed discovery — for the bots of chat apps, which run
 no script. Every value put into a page is HTML-escaped here, once, and URLs are absolute.
-Bots fetch these pages often: each is one catalog read, sent with headers.SHARED_PAGE_CACHE,
+Bots fetch these pages often: each is one catalog read, sent with headers.shared_page_cache(),
 which nginx's page cache follows too, so a deleted image's page is gone everywhere within
 twice SHARED_PAGE_MAX_AGE_S (nginx, then a browser).
 Handlers take the api.App, like api's own.
 """
 
+import datetime
 import html
 import string
 from importlib import resources
@@ -31,11 +32,7 @@ def _template(name: str) -> string.Template:
 
 
 _SHARE, _ALBUM, _MISSING = (_template(n) for n in ("share.html", "album.html", "missing.html"))
-PAGE_HEADERS = {
-    **headers.PAGE,
-    "Content-Type": "text/html; charset=utf-8",
-    "Cache-Control": headers.SHARED_PAGE_CACHE,
-}
+PAGE_HEADERS = {**headers.PAGE, "Content-Type": "text/html; charset=utf-8"}
 
 
 def share_page(app, request: Request) -> Response:
@@ -56,7 +53,7 @@ def share_page(app, request: Request) -> Response:
         "oembed_url": _oembed_link(base, share_url(base, row.id)),
         "theme_color": THEME_COLOR,
     }
-    return _page(200, _SHARE, values)
+    return _page(200, _SHARE, values, _max_age([row]))
 
 
 def album_page(app, request: Request) -> Response:
@@ -91,7 +88,7 @@ def album_page(app, request: Request) -> Response:
     escaped = {k: _e(v) for k, v in values.items()}
     escaped["image_meta"] = image_meta
     escaped["items"] = "\n".join(_album_item(base, row) for row in album.images)
-    return _html(200, _ALBUM.substitute(escaped))
+    return _html(200, _ALBUM.substitute(escaped), _max_age(album.images))
 
 
 def oembed(app, request: Request) -> Response:
@@ -125,9 +122,11 @@ def oembed(app, request: Request) -> Response:
         "thumbnail_url": thumbnail_url(base, row.id),
         "thumbnail_width": thumb_w,
         "thumbnail_height": thumb_h,
-        "cache_age": headers.SHARED_PAGE_MAX_AGE_S,
+        "cache_age": _max_age([row]),
     }
-    return Response.json(answer, headers={"Cache-Control": headers.SHARED_PAGE_CACHE})
+    return Response.json(
+        answer, headers={"Cache-Control": headers.shared_page_cache(_max_age([row]))}
+    )
 
 
 def sharex(app, request: Request) -> Response:
@@ -218,17 +217,36 @@ def _dimension(request: Request, name: str) -> int | None:
     return int(raw)
 
 
+def _max_age(rows: list[ImageRow]) -> int:
+    """How long a page of these images may be kept: SHARED_PAGE_MAX_AGE_S, or less when one
+    of them expires sooner (so no cache shows it past its expiry)."""
+    now = datetime.datetime.now(datetime.UTC)
+    age = headers.SHARED_PAGE_MAX_AGE_S
+    for row in rows:
+        if row.expires_at is not None:
+            left = datetime.datetime.fromisoformat(row.expires_at) - now
+            age = min(age, max(0, int(left.total_seconds())))
+    return age
+
+
 def _missing(heading: str) -> Response:
     """A friendly HTML 404 (a person followed a link), not the API's JSON."""
     return _page(404, _MISSING, {"heading": heading})
 
 
-def _page(status: int, template: string.Template, values: dict) -> Response:
-    return _html(status, template.substitute({k: _e(v) for k, v in values.items()}))
+def _page(
+    status: int,
+    template: string.Template,
+    values: dict,
+    max_age: int = headers.SHARED_PAGE_MAX_AGE_S,
+) -> Response:
+    return _html(status, template.substitute({k: _e(v) for k, v in values.items()}), max_age)
 
 
-def _html(status: int, text: str) -> Response:
-    return Response(status, text.encode(), dict(PAGE_HEADERS))
+def _html(status: int, text: str, max_age: int = headers.SHARED_PAGE_MAX_AGE_S) -> Response:
+    return Response(
+        status, text.encode(), {**PAGE_HEADERS, "Cache-Control": headers.shared_page_cache(max_age)}
+    )
 
 
 def _e(value) -> str:

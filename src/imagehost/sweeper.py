@@ -1,5 +1,10 @@
-"""The delete sweeper: removes the objects of deletes whose store step failed (S3 down, a node
-killed between the row and the objects), one sweeper at a time per installation.
+"""The sweeper: removes expired images, and the objects of deletes whose store step failed
+(S3 down, a node killed between the row and the objects), one sweeper at a time per
+installation.
+
+An expired image is hidden by every catalog read from its `expires_at` on; the round after
+that moves its row to the pending deletes and removes its objects, so its files outlive its
+expiry by at most SWEEP_INTERVAL_S plus one round's work (README: "Expiring uploads").
 
 A delete removes the row and records the filename in the catalog's pending deletes in one
 transaction, then deletes the objects and forgets the entry. Each worker process runs a
@@ -34,9 +39,20 @@ def sweep(catalog: Catalog, store: Store, older_than_s: float, limit: int) -> li
     """Delete the objects of up to `limit` pending deletes older than `older_than_s` seconds
     and forget them; the filenames done. Stops at the first store failure (the store is down:
     the rest would fail alike) and raises it after forgetting those done."""
+    return _delete_objects(catalog, store, catalog.pending_deletes(older_than_s, limit))
+
+
+def sweep_expired(catalog: Catalog, store: Store, limit: int) -> list[str]:
+    """Remove up to `limit` expired images: their rows (into the pending deletes, as a delete
+    does), then their objects at once; the filenames. Raises like sweep(); an image whose
+    objects were not removed stays a pending delete for the next round."""
+    return _delete_objects(catalog, store, catalog.expire(limit))
+
+
+def _delete_objects(catalog: Catalog, store: Store, filenames: list[str]) -> list[str]:
     done: list[str] = []
     try:
-        for filename in catalog.pending_deletes(older_than_s, limit):
+        for filename in filenames:
             store.delete(filename)
             done.append(filename)
     finally:
@@ -93,7 +109,10 @@ class Sweeper:
         with self.catalog.sweeper_lock() as held:
             if not held:
                 return None
+            expired = sweep_expired(self.catalog, self.store, self.limit)
             done = sweep(self.catalog, self.store, self.grace_s, self.limit)
+        if expired:
+            log.info("removed %d expired images", len(expired))
         if done:
             log.info("swept the objects of %d deleted images", len(done))
-        return done
+        return expired + done

@@ -31,6 +31,7 @@ MULTIPART_SLACK_BYTES = 64 * 1024  # room for boundaries and part headers around
 MAX_PARTS = 16  # a form with more parts than this is not our upload form
 SPOOL_MEMORY_BYTES = 512 * 1024
 MAX_FIELD_BYTES = 4096  # non-file fields are read and ignored, but not without bound
+KEPT_FIELDS = ("expires_in",)  # the form fields an upload may carry beside its file
 MAX_NAME_CHARS = 255
 # control, format (bidi overrides), surrogates, line and paragraph separators (U+2028/9)
 _DROPPED_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
@@ -71,11 +72,14 @@ class Spool:
 
 @dataclass
 class Upload:
-    """A received file: its bytes (spooled), what the client called it, how many bytes."""
+    """A received file: its bytes (spooled), what the client called it, how many bytes; the
+    form's `expires_in` field as sent, and the lifetime the handler made of it (expiry.py)."""
 
     spool: Spool
     original_name: str
     size: int
+    expires_in: str | None = None
+    lifetime_s: int | None = None
 
     def read(self) -> bytes:
         return self.spool.read()
@@ -162,6 +166,8 @@ class _Form:
         self.disposition = b""
         self.current: str | None = None  # "file", "field" or None while in headers
         self.field_bytes = 0
+        self.field_name = b""
+        self.fields: dict[str, bytearray] = {}  # the KEPT_FIELDS sent, by name
         self.file_bytes = 0
         self.file_name = ""
 
@@ -204,6 +210,7 @@ class _Form:
             raise InvalidMultipart("A form part has no form-data disposition.")
         if b"filename" not in options:
             self.current, self.field_bytes = "field", 0
+            self.field_name = options.get(b"name", b"")
             return
         self.files += 1
         if self.files > 1:
@@ -222,6 +229,9 @@ class _Form:
             self.field_bytes += end - start
             if self.field_bytes > MAX_FIELD_BYTES:
                 raise InvalidMultipart("A form field is too long.")
+            name = self.field_name.decode("latin-1")
+            if name in KEPT_FIELDS:
+                self.fields.setdefault(name, bytearray()).extend(data[start:end])
 
     def end(self) -> None:
         self.ended = True
@@ -233,7 +243,10 @@ class _Form:
             raise MissingFile()
         if self.file_bytes == 0:
             raise EmptyFile()
-        return Upload(self.out, self.file_name, self.file_bytes)
+        expires_in = self.fields.get("expires_in")
+        if expires_in is not None:
+            expires_in = expires_in.decode("utf-8", "replace")
+        return Upload(self.out, self.file_name, self.file_bytes, expires_in)
 
 
 def receive(

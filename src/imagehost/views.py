@@ -54,6 +54,7 @@ def image_json(row: ImageRow, base: str) -> dict:
         "width": row.width,
         "height": row.height,
         "created_at": row.created_at,
+        "expires_at": row.expires_at,
     }
 
 

@@ -24,11 +24,17 @@ def upload(
     name: str = "photo.png",
     ctype: str = "image/png",
     timeout: float = 30,
+    fields: dict[str, str] | None = None,
     **kwargs,
 ) -> requests.Response:
-    """POST `data` as the multipart field `file` to `url`/api/upload/; the answer, unchecked."""
+    """POST `data` as the multipart field `file` (and `fields`, e.g. expires_in, beside it) to
+    `url`/api/upload/; the answer, unchecked."""
     return requests.post(
-        f"{url}{UPLOAD_PATH}", files={"file": (name, data, ctype)}, timeout=timeout, **kwargs
+        f"{url}{UPLOAD_PATH}",
+        files={"file": (name, data, ctype)},
+        data=fields,
+        timeout=timeout,
+        **kwargs,
     )
 
 

@@ -5,6 +5,7 @@ postgres can import it without a cycle.
 """
 
 import contextlib
+import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +24,7 @@ class ImageRow:
     height: int
     created_at: str  # ISO 8601 UTC
     delete_token_hash: str | None
+    expires_at: str | None = None  # ISO 8601 UTC, as created_at; None: kept until deleted
 
 
 FIELDS = tuple(ImageRow.__dataclass_fields__)  # the images table's columns, in this order
@@ -45,12 +47,23 @@ class Album:
     images: list[ImageRow]
 
 
+def timestamp(moment: datetime.datetime | None = None) -> str:
+    """A time as the catalog keeps it (created_at, expires_at): ISO 8601 UTC with microseconds
+    and a Z, so that comparing the text compares the times."""
+    moment = moment or datetime.datetime.now(datetime.UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# An image that has expired is gone for every reader from that moment, whether or not the
+# sweeper has removed its row yet; `{param}` is the current timestamp().
+LIVE = "(images.expires_at IS NULL OR images.expires_at > {param})"
+
 ALBUM_COLUMNS = ", ".join(AlbumRow.__dataclass_fields__)
-# The images of one album, in its order: ImageRow columns, then the album id parameter.
+# The live images of one album, in its order: ImageRow columns; parameters: album id, now.
 ALBUM_IMAGES = (
     f"SELECT {', '.join(f'images.{f}' for f in FIELDS)} FROM album_images"
     " JOIN images ON images.id = album_images.image_id"
-    " WHERE album_images.album_id = {param} ORDER BY album_images.position"
+    " WHERE album_images.album_id = {param} AND " + LIVE + " ORDER BY album_images.position"
 )
 
 
@@ -65,12 +78,19 @@ class Counters:
     """Kept by triggers in the database, so the listing's ETag and X-Total-Count are one read.
 
     `total` rows now; `version` +1 for every row added or removed (never goes back); `epoch`
-    random at the catalog's creation (a new catalog never repeats an old ETag).
+    random at the catalog's creation (a new catalog never repeats an old ETag); `expired`
+    rows past their expiry that the sweeper has not removed yet (an indexed count, nearly
+    always 0): the listing shows total - expired, and its ETag changes when an image expires.
     """
 
     total: int
     version: int
     epoch: int
+    expired: int = 0
+
+    @property
+    def live(self) -> int:
+        return self.total - self.expired
 
 
 class Catalog(Protocol):
@@ -104,6 +124,12 @@ class Catalog(Protocol):
         """Delete the row and, in the same transaction, add its filename to the pending
         deletes (its objects are still to be removed); False when there was no row (someone
         else deleted it first), and nothing is added then."""
+        ...
+
+    def expire(self, limit: int) -> list[str]:
+        """Remove up to `limit` rows whose expiry has passed, adding them to the pending
+        deletes in the same transaction (as remove()); their filenames. Only the holder of
+        the sweeper lock calls it, so each expired image is removed once."""
         ...
 
     def pending_deletes(self, older_than_s: float, limit: int) -> list[str]:

@@ -43,6 +43,7 @@ from .base import (
     ALBUM_IMAGES,
     COLUMNS,
     FIELDS,
+    LIVE,
     Album,
     AlbumRow,
     Counters,
@@ -51,10 +52,12 @@ from .base import (
     ImportConflict,
     like_pattern,
     migrations,
+    timestamp,
     with_seq,
 )
 
 log = logging.getLogger("imagehost.catalog")
+_LIVE = LIVE.format(param="%s")
 
 STATEMENT_TIMEOUT_S = 5.0
 POOL_TIMEOUT_S = 5.0
@@ -194,12 +197,30 @@ class PostgresCatalog:
         return [row for row in rows if row.filename in added]
 
     def get(self, filename: str) -> ImageRow | None:
-        found = self._rows(f"SELECT {COLUMNS} FROM images WHERE filename = %s", (filename,))
+        found = self._rows(
+            f"SELECT {COLUMNS} FROM images WHERE filename = %s AND {_LIVE}",
+            (filename, timestamp()),
+        )
         return ImageRow(*found[0]) if found else None
 
     def get_by_id(self, image_id: str) -> ImageRow | None:
-        found = self._rows(f"SELECT {COLUMNS} FROM images WHERE id = %s", (image_id,))
+        found = self._rows(
+            f"SELECT {COLUMNS} FROM images WHERE id = %s AND {_LIVE}", (image_id, timestamp())
+        )
         return ImageRow(*found[0]) if found else None
+
+    def expire(self, limit: int) -> list[str]:
+        """Up to `limit` expired rows moved to the pending deletes, in one statement."""
+        return [
+            r[0]
+            for r in self._rows(
+                "WITH gone AS (DELETE FROM images WHERE filename IN (SELECT filename FROM images"
+                " WHERE expires_at <= %s ORDER BY expires_at LIMIT %s) RETURNING filename)"
+                " INSERT INTO pending_deletes (filename) SELECT filename FROM gone"
+                " ON CONFLICT DO NOTHING RETURNING filename",
+                (timestamp(), limit),
+            )
+        ]
 
     def remove(self, filename: str) -> bool:
         """Delete the row and record the pending delete in one transaction; False when there
@@ -280,7 +301,7 @@ class PostgresCatalog:
             ).fetchone()
             if found is None:
                 return None
-            rows = conn.execute(ALBUM_IMAGES.format(param="%s"), (album_id,)).fetchall()
+            rows = conn.execute(ALBUM_IMAGES.format(param="%s"), (album_id, timestamp())).fetchall()
         return Album(AlbumRow(*found), [ImageRow(*r) for r in rows])
 
     def change_album(
@@ -305,8 +326,14 @@ class PostgresCatalog:
             return conn.execute("DELETE FROM albums WHERE id = %s", (album_id,)).rowcount > 0
 
     def counters(self) -> Counters:
-        values = dict(self._rows("SELECT name, value FROM counters"))
-        return Counters(values["total"], values["version"], values["epoch"])
+        values = dict(
+            self._rows(
+                "SELECT name, value FROM counters UNION ALL"
+                " SELECT 'expired', count(*) FROM images WHERE expires_at <= %s",
+                (timestamp(),),
+            )
+        )
+        return Counters(values["total"], values["version"], values["epoch"], values["expired"])
 
     def album_ids(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT id FROM albums ORDER BY created_at, id")]
@@ -332,7 +359,7 @@ class PostgresCatalog:
 
 def _filters(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
     """The WHERE clause of a listing page and its parameters (as the SQLite catalog's)."""
-    clauses, params = [], []
+    clauses, params = [_LIVE], [timestamp()]
     if before_seq is not None:
         clauses.append("seq < %s")
         params.append(before_seq)
@@ -340,7 +367,7 @@ def _filters(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
         # ILIKE folds every letter; SQLite's LIKE only ASCII ones (the documented rule).
         clauses.append("original_name ILIKE %s ESCAPE '\\'")
         params.append(like_pattern(query))
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+    return "WHERE " + " AND ".join(clauses), tuple(params)
 
 
 def _set_album_images(conn: psycopg.Connection, album_id: str, image_ids: list[str]) -> int:

@@ -22,6 +22,7 @@ from .base import (
     ALBUM_IMAGES,
     COLUMNS,
     FIELDS,
+    LIVE,
     Album,
     AlbumRow,
     Counters,
@@ -30,8 +31,11 @@ from .base import (
     ImportConflict,
     like_pattern,
     migrations,
+    timestamp,
     with_seq,
 )
+
+_LIVE = LIVE.format(param="?")
 
 BUSY_TIMEOUT_S = 5.0
 POOL_SIZE = 8  # idle connections kept per process
@@ -170,13 +174,16 @@ class SQLiteCatalog:
     def get(self, filename: str) -> ImageRow | None:
         with self._connection() as conn:
             found = conn.execute(
-                f"SELECT {COLUMNS} FROM images WHERE filename = ?", (filename,)
+                f"SELECT {COLUMNS} FROM images WHERE filename = ? AND {_LIVE}",
+                (filename, timestamp()),
             ).fetchone()
         return ImageRow(*found) if found else None
 
     def get_by_id(self, image_id: str) -> ImageRow | None:
         with self._connection() as conn:
-            found = conn.execute(f"SELECT {COLUMNS} FROM images WHERE id = ?", (image_id,))
+            found = conn.execute(
+                f"SELECT {COLUMNS} FROM images WHERE id = ? AND {_LIVE}", (image_id, timestamp())
+            )
             row = found.fetchone()
         return ImageRow(*row) if row else None
 
@@ -191,6 +198,22 @@ class SQLiteCatalog:
                 (filename,),
             )
             return True
+
+    def expire(self, limit: int) -> list[str]:
+        """Up to `limit` expired rows moved to the pending deletes, in one transaction."""
+        with self._transaction() as conn:
+            names = [
+                (r[0],)
+                for r in conn.execute(
+                    "SELECT filename FROM images WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+                    (timestamp(), limit),
+                ).fetchall()
+            ]
+            conn.executemany("DELETE FROM images WHERE filename = ?", names)
+            conn.executemany(
+                "INSERT INTO pending_deletes (filename) VALUES (?) ON CONFLICT DO NOTHING", names
+            )
+        return [n for (n,) in names]
 
     def pending_deletes(self, older_than_s: float, limit: int) -> list[str]:
         """Up to `limit` filenames removed at least `older_than_s` seconds ago, oldest first."""
@@ -262,8 +285,8 @@ class SQLiteCatalog:
             ).fetchone()
             if found is None:
                 return None
-            rows = conn.execute(ALBUM_IMAGES.format(param="?"), (album_id,)).fetchall()
-        return Album(AlbumRow(*found), [ImageRow(*r) for r in rows])
+            rows = conn.execute(ALBUM_IMAGES.format(param="?"), (album_id, timestamp()))
+        return Album(AlbumRow(*found), [ImageRow(*r) for r in rows.fetchall()])
 
     def change_album(
         self, album_id: str, title: str | None = None, image_ids: list[str] | None = None
@@ -284,8 +307,14 @@ class SQLiteCatalog:
 
     def counters(self) -> Counters:
         with self._connection() as conn:
-            values = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-        return Counters(values["total"], values["version"], values["epoch"])
+            values = dict(
+                conn.execute(
+                    "SELECT name, value FROM counters UNION ALL"
+                    " SELECT 'expired', count(*) FROM images WHERE expires_at <= ?",
+                    (timestamp(),),
+                ).fetchall()
+            )
+        return Counters(values["total"], values["version"], values["epoch"], values["expired"])
 
     def album_ids(self) -> list[str]:
         with self._connection() as conn:
@@ -308,14 +337,14 @@ class SQLiteCatalog:
 
 def _filters(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
     """The WHERE clause of a listing page and its parameters."""
-    clauses, params = [], []
+    clauses, params = [_LIVE], [timestamp()]
     if before_seq is not None:
         clauses.append("seq < ?")
         params.append(before_seq)
     if query:
         clauses.append("original_name LIKE ? ESCAPE '\\'")  # ASCII case-insensitive
         params.append(like_pattern(query))
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+    return "WHERE " + " AND ".join(clauses), tuple(params)
 
 
 def _set_album_images(conn: sqlite3.Connection, album_id: str, image_ids: list[str]) -> int:
