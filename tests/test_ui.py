@@ -17,7 +17,7 @@ from support.browser import (
     js_file,
     refused,
 )
-from support.http import listing, upload, uploaded
+from support.http import listed, listing, upload, uploaded
 from support.images import image_bytes, noise_png
 from support.stack import start_stack, stop_stack
 
@@ -143,7 +143,7 @@ def test_three_files_at_once_each_reach_100_percent_and_serve_the_same_bytes(
         page.locator("#dropzone").click()
     chooser.value.set_files([file_payload(name, data) for name, data in files.items()])
 
-    expect(page.locator("#upload-list > li")).to_have_count(3)
+    expect(page.locator("#upload-list > li.upload-item")).to_have_count(3)
     for name, data in files.items():
         url = finished_url(upload_row(page, name))
         assert requests.get(url, timeout=10).content == data, name
@@ -254,14 +254,26 @@ def test_copy_puts_the_url_on_the_clipboard(server, open_page):
     expect(copy).to_contain_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == url
 
+    # The snippets show the image and link to its share page.
+    share = row.get_by_label("Share link", exact=True).input_value()
+    assert share == listed(server.url)[0]["share_url"]
+    row.get_by_role("button", name="Copy share link").click()
+    assert page.evaluate("navigator.clipboard.readText()") == share
     row.get_by_role("button", name="Copy Markdown").click()
-    assert page.evaluate("navigator.clipboard.readText()") == f"![copied]({url})"
+    assert page.evaluate("navigator.clipboard.readText()") == f"[![copied]({url})]({share})"
+    row.get_by_role("button", name="Copy HTML").click()
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        f'<a href="{share}"><img src="{url}" alt="copied"></a>'
+    )
     row.get_by_role("button", name="Copy BBCode").click()
-    assert page.evaluate("navigator.clipboard.readText()") == f"[img]{url}[/img]"
+    assert page.evaluate("navigator.clipboard.readText()") == f"[url={share}][img]{url}[/img][/url]"
 
     page.get_by_role("tab", name="Images").click()
     image_row(page, "copied.png").get_by_role("button", name="Copy URL of copied.png").click()
     assert page.evaluate("navigator.clipboard.readText()") == url
+    listed_row = image_row(page, "copied.png")
+    listed_row.get_by_role("button", name="Copy share link of copied.png").click()
+    assert page.evaluate("navigator.clipboard.readText()") == share
     console.assert_clean()
 
 

@@ -101,7 +101,7 @@ function askAlbum(count, missing) {
   if (missing.length) {
     text.textContent =
       `${missing.length === count ? "None" : countOf(missing.length)} of the selected can't be added:` +
-      " this browser holds no delete token for them, and no admin key.";
+      ` this browser holds no delete token for ${missing.length === 1 ? "it" : "them"}, and no admin key.`;
   } else {
     text.textContent = "The album gets a link of its own; its images stay where they are.";
   }
@@ -473,7 +473,10 @@ export class Gallery {
         ? `“${displayName(chosen[0])}” will be removed from this server and its links will stop working.`
         : "They will be removed from this server and their links will stop working.";
     if (unowned) {
-      text += ` This browser holds no delete token for ${unowned === chosen.length ? (unowned === 1 ? "it" : "any of them") : countOf(unowned)}: the server will likely refuse ${unowned === 1 ? "that one" : "those"}.`;
+      let which = countOf(unowned);
+      if (unowned === chosen.length) which = unowned === 1 ? "it" : "any of them";
+      const refusal = unowned === 1 ? "that one" : "those";
+      text += ` This browser holds no delete token for ${which}: the server will likely refuse ${refusal}.`;
     }
     if (!(await confirmDelete(title, text))) return;
     this.setWorking(true);
@@ -605,7 +608,9 @@ export class Gallery {
     const selected = boxes.filter((box) => box.checked).length;
     this.selectAll.checked = selected > 0 && selected === boxes.length;
     this.selectAll.indeterminate = selected > 0 && selected < boxes.length;
-    this.selectionCount.textContent = selected ? `${selected} selected` : "None selected";
+    // A live region: rewritten only when it changes, or polls would make it speak again.
+    const said = selected ? `${selected} selected` : "None selected";
+    if (this.selectionCount.textContent !== said) this.selectionCount.textContent = said;
     this.deleteSelected.disabled = !selected || this.working;
     this.albumSelected.disabled = !selected || this.working;
     this.selectionBar.classList.toggle("has-selection", selected > 0);
@@ -623,7 +628,7 @@ export class Gallery {
     let count = "";
     if (this.loaded && this.query) count = countOf(total, "match", "matches");
     else if (this.loaded && hasRows) count = countOf(total);
-    this.count.textContent = count;
+    if (this.count.textContent !== count) this.count.textContent = count;
     this.loadMore.hidden = !(this.loaded && this.next);
     this.refreshSelection();
   }
