@@ -17,8 +17,14 @@ store/       the Store interface; local files; S3 (the only importer of obstore)
 catalog/     the Catalog interface; SQLite; PostgreSQL (the only SQL, numbered migrations)
 rights       admin key, delete tokens, UPLOADS/LISTING policies
 maintenance  check and reindex: repair drift between catalog and store
-sweeper      the delete sweeper: removes objects a failed delete left, one node at a time
+sweeper      removes expired images and what failed deletes left, one sweeper at a time
 migrate      moving an installation: the image folder into a bucket, SQLite into PostgreSQL
+backup       backup and restore: a consistent copy of a running installation, into an empty one
+expiry       how long an upload lives: expires_in, DEFAULT_EXPIRY, MAX_EXPIRY
+limits       per-client upload limits in `serve` (nginx applies the same rule in `up`)
+albums       albums through the API: several images under one link
+pages        share and album pages with link previews, oEmbed, the ShareX file
+views        images and albums as clients see them: their JSON and every URL handed out
 workers      the supervisor of worker processes (and nginx)
 front        the nginx config template, rendering it, running nginx (`up`)
 logs         logging to the console and a shared, rotated app.log

@@ -1,5 +1,5 @@
 """The command line, and where the application is assembled: serve, up, worker(s),
-nginx-config, check, reindex, migrate-store, migrate-catalog, settings.
+nginx-config, check, reindex, migrate-store, migrate-catalog, backup, restore, settings.
 
 `server` knows only a handler and its Options; `api.App` knows nothing of HTTP framing; this
 module puts them together, so neither imports the other (tests/test_imports.py).
@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import api, config, front, logs, maintenance, migrate, rights, server
+from . import api, backup, config, front, logs, maintenance, migrate, rights, server
 from .catalog import open_catalog
 from .config import Settings
 from .errors import ApiError, ConfigError
@@ -77,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
         help="the SQLite catalog to copy (default: DATA_DIR/catalog.sqlite3); the admin key "
         "is taken from the admin_key file beside it",
     )
+    saved = commands.add_parser(
+        "backup",
+        help="a consistent copy of the catalog, the images and the admin key into DIR (new or "
+        "empty), while the service runs",
+    )
+    saved.add_argument("dir", type=Path, metavar="DIR")
+    restored = commands.add_parser(
+        "restore", help="put the backup in DIR back into an empty installation"
+    )
+    restored.add_argument("dir", type=Path, metavar="DIR")
     commands.add_parser("settings", help="print every setting with its meaning (.env.sample)")
     return parser
 
@@ -87,13 +97,14 @@ def _options(settings: Settings, app: api.App) -> server.Options:
         max_body_bytes=app.body_limit_bytes,
         public_url=settings.public_url,
         fallback_host=f"{settings.host}:{settings.port}",
+        trusted_proxies=settings.trusted_proxies,
     )
 
 
 def serve(settings: Settings) -> int:
     """`imagehost serve`: API, frontend and images on HOST:PORT in one process."""
     logs.setup(settings, role="serve")
-    app = api.App(settings)
+    app = api.App(settings, edge=True)  # no nginx in front: it applies the upload limits
 
     def ready(port: int) -> None:
         url = f"http://{settings.host}:{port}"
@@ -170,6 +181,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return front.write_config(settings, args.output, docker=args.docker)
     if args.command in ("migrate-store", "migrate-catalog"):
         return _migrate(args, settings)
+    if args.command in ("backup", "restore"):
+        return _backup(args, settings)
     report = maintenance.check(
         settings,
         dry_run=getattr(args, "dry_run", False),
@@ -193,6 +206,25 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
             f"imagehost {args.command}: {exc.detail} Nothing is lost; run it again.",
             file=sys.stderr,
         )
+        return 1
+    for line in report.problems():
+        print(line, file=sys.stderr)
+    print(report.summary(), flush=True)
+    return 0 if report.ok else 1
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    """backup / restore: the summary line, or the reasons on stderr and 1."""
+    try:
+        if args.command == "backup":
+            report = backup.backup(settings, args.dir)
+        else:
+            report = backup.restore(settings, args.dir)
+    except backup.BackupError as exc:
+        print(f"imagehost {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:  # the bucket or the database stopped answering part-way
+        print(f"imagehost {args.command}: {exc.detail} Run it again.", file=sys.stderr)
         return 1
     for line in report.problems():
         print(line, file=sys.stderr)

@@ -10,7 +10,7 @@ import mimetypes
 from pathlib import Path
 from urllib.parse import quote
 
-from . import albums, expiry, formats, headers, pages, rights, uploads
+from . import albums, expiry, formats, headers, limits, pages, rights, uploads
 from .catalog import open_catalog
 from .config import Settings
 from .errors import (
@@ -20,6 +20,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    StorageQuota,
 )
 from .ingest import ImageLimits, Ingest
 from .messages import Request, Response, Stream
@@ -90,9 +91,15 @@ class App:
     """Everything a request handler needs: settings, store, catalog, ingest, admin key, routes.
 
     Also starts this process's delete sweeper (a daemon thread, every `sweep_interval_s`; one
-    sweeper at a time runs in the installation, see sweeper.py); None starts none."""
+    sweeper at a time runs in the installation, see sweeper.py); None starts none. `edge`: no
+    nginx in front (serve), so this process applies the per-client upload limits itself."""
 
-    def __init__(self, settings: Settings, sweep_interval_s: float | None = SWEEP_INTERVAL_S):
+    def __init__(
+        self,
+        settings: Settings,
+        sweep_interval_s: float | None = SWEEP_INTERVAL_S,
+        edge: bool = False,
+    ):
         self.settings = settings
         self.store = open_store(settings)  # ConfigError when the bucket does not answer
         self.catalog = open_catalog(settings)
@@ -100,6 +107,10 @@ class App:
         self.admin_key = rights.load_admin_key(settings, self.catalog)
         self.router = Router(_routes(), PARAMS)
         self.body_limit_bytes = uploads.body_limit_bytes(settings.max_upload_bytes)
+        self.limiter: limits.UploadLimiter | None = None
+        if edge:
+            s = settings
+            self.limiter = limits.UploadLimiter(s.upload_rate, s.upload_burst, s.upload_connections)
         self.sweeper: Sweeper | None = None
         if sweep_interval_s is not None:
             self.sweeper = Sweeper(self.catalog, self.store, sweep_interval_s)
@@ -151,9 +162,19 @@ def openapi(app: App, request: Request) -> Response:
 
 
 def upload(app: App, request: Request) -> Response:
+    if app.limiter is None:
+        return _upload(app, request)
+    with app.limiter.upload(request.client):
+        return _upload(app, request)
+
+
+def _upload(app: App, request: Request) -> Response:
     s = app.settings
     if s.uploads == "key":
         rights.require_admin(request.header("Authorization"), app.admin_key, "Uploading")
+    quota = s.max_storage_mb * 1024 * 1024
+    if quota and app.catalog.counters().bytes >= quota:
+        raise StorageQuota(_quota_sentence(s))
     length = request.body.remaining
     if length is not None and length > app.body_limit_bytes:
         raise PayloadTooLarge(f"The upload is larger than {s.max_upload_mb} MB.")
@@ -169,6 +190,10 @@ def upload(app: App, request: Request) -> Response:
         got = uploads.receive(request.body, content_type, spool, s.max_upload_bytes, name)
         requested = got.expires_in if got.expires_in is not None else asked
         lifetime_s = expiry.lifetime(requested, s.default_expiry, s.max_expiry)
+        # Checked again with the size known, before anything is stored (concurrent uploads
+        # near the quota may pass it by at most what they hold between them).
+        if quota and app.catalog.counters().bytes + got.size > quota:
+            raise StorageQuota(_quota_sentence(s))
         return dataclasses.replace(got, lifetime_s=lifetime_s)
 
     fields = {"rid": request.request_id}
@@ -189,6 +214,13 @@ def upload(app: App, request: Request) -> Response:
         "delete_page_url": delete_page_url(request.base_url, row.filename, stored.delete_token),
     }
     return Response.json(body, 201, {"Location": body["delete_url"]})
+
+
+def _quota_sentence(s: Settings) -> str:
+    return (
+        f"This server keeps at most {s.max_storage_mb} MB of images (MAX_STORAGE_MB) and this "
+        "upload would pass that; nothing was stored. Delete images, or ask the admin for room."
+    )
 
 
 def list_images(app: App, request: Request) -> Response:

@@ -4,6 +4,7 @@ Values come from an injectable mapping (the process environment by default) laye
 optional `.env` file. The same table drives `imagehost settings`, `.env.sample` and the README.
 """
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from . import expiry
+from . import expiry, limits
 from .errors import ConfigError
 from .formats import BY_EXT, CEILING_FRAMES, CEILING_PIXELS, NAMES
 
@@ -58,6 +59,21 @@ def _formats(raw: str) -> tuple[str, ...]:
 def _lifetime(raw: str) -> int | None:
     """Seconds, or None (empty or "never"): see expiry.py for the forms accepted."""
     return expiry.parse(raw) if raw.strip() else None
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    """`addr[/prefix],…` → normalized networks ("127.0.0.1/32", …)."""
+    out = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(
+                "must be IP addresses or networks (CIDR), separated by commas"
+            ) from None
+    return tuple(out)
 
 
 def _public_url(raw: str) -> str:
@@ -202,6 +218,39 @@ TABLE: tuple[Setting, ...] = (
         "empty: no limit, uploads may be kept forever",
         _lifetime,
     ),
+    Setting(
+        "UPLOAD_RATE",
+        "60/minute",
+        "uploads one client address may make: N/second or N/minute (on top of UPLOAD_BURST); "
+        "off: no limit",
+        limits.parse_rate,
+    ),
+    Setting(
+        "UPLOAD_BURST",
+        "30",
+        "uploads a client may make at once above UPLOAD_RATE before it is refused (429)",
+        _int(0, 100_000),
+    ),
+    Setting(
+        "UPLOAD_CONNECTIONS",
+        "8",
+        "uploads one client address may have in progress at once; 0: no limit",
+        _int(0, 10_000),
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        "",
+        "proxies in front of this server (IPs or CIDRs) whose X-Forwarded-For names the client; "
+        "empty: the client is the peer",
+        _networks,
+    ),
+    Setting(
+        "MAX_STORAGE_MB",
+        "0",
+        "storage quota: uploads are refused (507) once the stored images reach this many MiB; "
+        "0: none",
+        _int(0, 1 << 30),
+    ),
     Setting("STRIP_METADATA", "true", "remove EXIF/GPS/XMP/IPTC from stored originals", _bool),
     Setting(
         "REQUEST_TIMEOUT", "30", "seconds a client has to send one whole request", _int(1, 3600)
@@ -282,6 +331,11 @@ class Settings:
     listing: str
     default_expiry: int | None  # seconds; None: never
     max_expiry: int | None
+    upload_rate: limits.Rate | None
+    upload_burst: int
+    upload_connections: int
+    trusted_proxies: tuple[str, ...]
+    max_storage_mb: int
     strip_metadata: bool
     request_timeout: int
     log_level: str
@@ -320,7 +374,9 @@ class Settings:
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             elif value is None:
-                value = ""
+                value = "off" if setting.name == "UPLOAD_RATE" else ""
+            elif isinstance(value, limits.Rate):
+                value = f"{value.count}/{value.unit}"
             out[setting.name] = str(value)
         return out
 

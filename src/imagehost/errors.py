@@ -169,6 +169,19 @@ class CorruptImage(ImageRejected):
     code, detail = "corrupt_image", "The image is truncated or corrupt."
 
 
+# --- 429: too many, too fast ------------------------------------------------------------------
+class RateLimited(ApiError):
+    """Over UPLOAD_RATE (limits.py in `serve`, limit_req in nginx); Retry-After says when."""
+
+    status, code, detail = 429, "rate_limited", "Too many uploads from this address; slow down."
+
+
+class TooManyUploads(RateLimited):
+    """Over UPLOAD_CONNECTIONS uploads at once from one address (limit_conn in nginx)."""
+
+    code, detail = "too_many_uploads", "Too many uploads at once from this address."
+
+
 # --- 5xx: our side ---------------------------------------------------------------------------
 class BadGateway(ApiError):
     status, code, detail = 502, "bad_gateway", "No worker could answer; try again shortly."
@@ -198,6 +211,14 @@ class HttpVersionNotSupported(ApiError):
 
 class StorageFull(ApiError):
     status, code, detail = 507, "storage_full", "The server has no space left for images."
+    retryable = False
+
+
+class StorageQuota(ApiError):
+    """MAX_STORAGE_MB reached: refused before the image is stored."""
+
+    status, code = 507, "storage_quota"
+    detail = "This server's storage quota is used up; nothing more can be stored until images go."
     retryable = False
 
 

@@ -64,6 +64,7 @@ NGINX_ERRORS: dict[int, type[errors.ApiError]] = {
     405: errors.MethodNotAllowed,
     413: errors.PayloadTooLarge,
     414: errors.UriTooLong,
+    429: errors.RateLimited,  # limit_req and limit_conn (UPLOAD_RATE, UPLOAD_CONNECTIONS)
     494: errors.HeadersTooLarge,
     500: errors.ApiError,
     501: errors.BadFraming,
@@ -73,7 +74,11 @@ NGINX_ERRORS: dict[int, type[errors.ApiError]] = {
     505: errors.HttpVersionNotSupported,
 }
 # Only files are ever refused a method by nginx itself (/api/ passes every method on).
-_ERROR_EXTRA_HEADERS = {errors.MethodNotAllowed: {"Allow": "GET, HEAD"}}
+# A refused upload says when to try again (filled from UPLOAD_RATE by render()).
+_ERROR_EXTRA_HEADERS = {
+    errors.MethodNotAllowed: {"Allow": "GET, HEAD"},
+    errors.RateLimited: {"Retry-After": "@@RETRY_AFTER@@"},
+}
 # STORAGE=s3: how long nginx serves a cached image before asking the bucket again (a cheap
 # conditional GET, 304 while it exists). So a deleted image may be served from nginx's cache for
 # up to this long after the delete; every other answer is immediate.
@@ -192,9 +197,15 @@ def render(
     }
     values.update(_derived_values())
     values.update(_bucket_values(settings))
-    text = _MODE_BLOCK.sub(
-        lambda block: block[2] if block[1] == settings.storage else "", TEMPLATE.read_text()
-    )
+    values.update(_limit_values(settings))
+    kept = {settings.storage}
+    if settings.upload_rate is not None:
+        kept.add("upload_rate")
+    if settings.upload_connections:
+        kept.add("upload_connections")
+    if settings.trusted_proxies:
+        kept.add("trusted_proxies")
+    text = _MODE_BLOCK.sub(lambda block: block[2] if block[1] in kept else "", TEMPLATE.read_text())
     for name, value in values.items():
         text = text.replace(f"@@{name}@@", value)
     if "@@" in text:
@@ -224,6 +235,21 @@ def _derived_values() -> dict[str, str]:
         "ERROR_LOCATIONS": "\n".join(
             _error_location(error) for error in dict.fromkeys(NGINX_ERRORS.values())
         ).strip(),
+    }
+
+
+def _limit_values(settings: Settings) -> dict[str, str]:
+    """The per-client upload limits (limits.py's rule, in nginx's words) and the proxies whose
+    X-Forwarded-For names the client (set_real_ip_from)."""
+    rate = settings.upload_rate
+    return {
+        "UPLOAD_RATE": rate.nginx if rate else "",
+        "UPLOAD_BURST": str(settings.upload_burst),
+        "UPLOAD_CONNECTIONS": str(settings.upload_connections),
+        "RETRY_AFTER": str(rate.retry_after_s if rate else 1),
+        "TRUSTED_PROXIES": "\n        ".join(
+            f"set_real_ip_from {network};" for network in settings.trusted_proxies
+        ),
     }
 
 

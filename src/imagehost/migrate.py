@@ -139,7 +139,7 @@ def migrate_store(
         if stop.is_set():
             return Tally(failed=[f"{filename}: not tried, the bucket stopped answering"])
         try:
-            return _copy_image(source, target, filename, in_bucket, thumbs_in_bucket)
+            return copy_image(source, target, filename, in_bucket, thumbs_in_bucket)
         except ServiceUnavailable:
             stop.set()
             return Tally(failed=[f"{filename}: the bucket did not answer"])
@@ -158,7 +158,7 @@ def migrate_store(
     )
 
 
-def _copy_image(
+def copy_image(
     source: LocalStore,
     target: Store,
     filename: str,
@@ -174,7 +174,7 @@ def _copy_image(
             image = files.enter_context(_staged(target, source.image_path(filename)))
             thumb = files.enter_context(_thumbnail(target, source, filename))
         except (OSError, ApiError) as exc:  # unreadable, or no thumbnail and not decodable
-            return Tally(failed=[f"{filename}: cannot read it here ({_why(exc)})"])
+            return Tally(failed=[f"{filename}: cannot read it here ({why(exc)})"])
         image_size, thumb_size = image.stat().st_size, thumb.stat().st_size
         there = _image_size(target, filename) if filename in in_bucket else None
         thumb_there = _thumb_size(target, image_id) if image_id in thumbs_in_bucket else None
@@ -253,7 +253,7 @@ def _verified(key: str, expected: int, found: int | None) -> Tally:
     return Tally(failed=[f"{key}: wrote {expected} bytes, the bucket holds {found}"])
 
 
-def _why(exc: OSError | ApiError) -> str:
+def why(exc: OSError | ApiError) -> str:
     if isinstance(exc, ApiError):
         return exc.detail
     return exc.strerror or type(exc).__name__

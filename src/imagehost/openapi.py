@@ -293,7 +293,7 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
                         ]
                     },
                 ),
-                **_errors(400, 401, 403, 413, 415, 422, 503, 507),
+                **_errors(400, 401, 403, 413, 415, 422, 429, 503, 507),
             },
         },
         ("GET", "/api/upload/"): {

@@ -11,6 +11,7 @@ becomes the JSON shape of errors.error_body here, through messages.Response.erro
 
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import random
 import re
@@ -65,6 +66,8 @@ class Options:
     max_body_bytes: int  # larger bodies are refused (413) before they are read
     public_url: str = ""  # base of handed-out URLs; empty: from the request's Host
     fallback_host: str = "127.0.0.1"  # host[:port] when the request's Host is unusable
+    # TRUSTED_PROXIES (serve): peers whose X-Forwarded-For may name the client
+    trusted_proxies: tuple[str, ...] = ()
 
 
 Handle = Callable[[Request], Response]  # the application: api.App.handle
@@ -111,6 +114,7 @@ class Server(ThreadingHTTPServer):
         self.handler = handler
         self.options = options
         self.behind_proxy = behind_proxy
+        self.trusted_networks = [ipaddress.ip_network(n) for n in options.trusted_proxies]
         self.deadlines = Deadlines()
         self.in_flight = 0  # requests being handled; shutdown waits for them
         self.in_flight_lock = threading.Lock()
@@ -245,8 +249,24 @@ class Handler(BaseHTTPRequestHandler):
             body=body,
             base_url=self._base_url(headers, behind),
             request_id=rid if _REQUEST_ID.match(rid) else f"{random.getrandbits(64):016x}",
-            client=(headers.get("X-Real-IP") if behind else None) or self.client_address[0],
+            client=self._client(headers, behind),
         )
+
+    def _client(self, headers, behind_proxy: bool) -> str:
+        """The client's address: behind our own nginx, the X-Real-IP it sets; else the peer,
+        unless the peer is a trusted proxy — then the last X-Forwarded-For address that is not
+        one (what a proxy appended, never what the client wrote first)."""
+        peer = self.client_address[0]
+        if behind_proxy:
+            return headers.get("X-Real-IP") or peer
+        trusted = self.server.trusted_networks
+        if not trusted or not _within(peer, trusted):
+            return peer
+        forwarded = ",".join(headers.get_all("X-Forwarded-For") or ())
+        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+            if not _within(hop, trusted):
+                return hop if _is_address(hop) else peer
+        return peer
 
     def _base_url(self, headers, behind_proxy: bool) -> str:
         options = self.server.options
@@ -397,3 +417,20 @@ def run(
     while httpd.in_flight and time.monotonic() < deadline:
         time.sleep(0.05)
     return 0
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(address: str, networks: list) -> bool:
+    """`address` is in one of `networks` (False for anything that is not an address)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)

@@ -189,6 +189,10 @@ def base_env(root: Path, **overrides: str) -> dict[str, str]:
         HOST="127.0.0.1",
         WEB_SERVER_WORKERS="2",
         PYTHONUNBUFFERED="1",
+        # The tests and the benchmark upload fast from one address: the per-client limits are
+        # off unless a test turns them on (test_limits does).
+        UPLOAD_RATE="off",
+        UPLOAD_CONNECTIONS="0",
     )
     env.update(overrides)
     return env

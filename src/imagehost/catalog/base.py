@@ -80,13 +80,15 @@ class Counters:
     `total` rows now; `version` +1 for every row added or removed (never goes back); `epoch`
     random at the catalog's creation (a new catalog never repeats an old ETag); `expired`
     rows past their expiry that the sweeper has not removed yet (an indexed count, nearly
-    always 0): the listing shows total - expired, and its ETag changes when an image expires.
+    always 0): the listing shows total - expired, and its ETag changes when an image expires;
+    `bytes` the sizes of the stored originals summed (MAX_STORAGE_MB counts these).
     """
 
     total: int
     version: int
     epoch: int
     expired: int = 0
+    bytes: int = 0
 
     @property
     def live(self) -> int:

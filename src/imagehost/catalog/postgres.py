@@ -333,7 +333,9 @@ class PostgresCatalog:
                 (timestamp(),),
             )
         )
-        return Counters(values["total"], values["version"], values["epoch"], values["expired"])
+        return Counters(
+            values["total"], values["version"], values["epoch"], values["expired"], values["bytes"]
+        )
 
     def album_ids(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT id FROM albums ORDER BY created_at, id")]

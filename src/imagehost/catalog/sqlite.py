@@ -314,7 +314,9 @@ class SQLiteCatalog:
                     (timestamp(),),
                 ).fetchall()
             )
-        return Counters(values["total"], values["version"], values["epoch"], values["expired"])
+        return Counters(
+            values["total"], values["version"], values["epoch"], values["expired"], values["bytes"]
+        )
 
     def album_ids(self) -> list[str]:
         with self._connection() as conn:
