@@ -43,6 +43,7 @@ LOCAL_FILES_ONLY = {
     "test_sharing.py": {},
     "test_expiry.py": {},
     "test_limits.py": {},
+    "test_metrics.py": {},
 }
 
 

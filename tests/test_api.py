@@ -445,7 +445,7 @@ def test_openapi_passes_a_validator_and_names_every_operation(policy):
     assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in operations)
     schemes = set(doc["components"]["securitySchemes"])
     used = {name for op in operations for req in op.get("security", []) for name in req}
-    assert used == schemes == {"adminKey", "deleteToken"}
+    assert used == schemes == {"adminKey", "deleteToken", "metricsToken"}
     by_id = {op["operationId"]: op for op in operations}
     assert by_id["deleteAlbum"]["security"] == [{"deleteToken": []}, {"adminKey": []}]
     # with UPLOADS=key an upload needs the key; open, anonymous ({}) is one of the options

@@ -1,7 +1,7 @@
 """Fuzzing, bounded for CI (issue 7): schemathesis against the OpenAPI document of a running
 `serve`, and hypothesis properties for the router, name handling and the multipart parser.
 
-Budgets: schemathesis 25 positive examples per operation (17 operations) and 15 negative ones
+Budgets: schemathesis 25 positive examples per operation (18 operations) and 15 negative ones
 per operation with inputs, each property a few hundred examples; the file runs in under a minute.
 """
 

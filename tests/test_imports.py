@@ -97,6 +97,8 @@ def test_each_library_has_one_importer():
     assert importers["PIL"] == {"imagehost.images"}
     assert importers["python_multipart"] == {"imagehost.uploads"}
     assert importers["dotenv"] == {"imagehost.config"}
+    assert importers["prometheus_client"] == {"imagehost.metrics"}
+    assert importers["isodate"] == {"imagehost.expiry"}
     assert importers["http"] == {"imagehost.server"}
     assert importers["obstore"] == {"imagehost.store.s3"}
     assert importers["psycopg"] == importers["psycopg_pool"] == {"imagehost.catalog.postgres"}

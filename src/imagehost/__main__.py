@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import api, backup, config, front, logs, maintenance, migrate, rights, server
+from . import api, backup, config, front, logs, maintenance, metrics, migrate, rights, server
 from .catalog import open_catalog
 from .config import Settings
 from .errors import ApiError, ConfigError
@@ -104,6 +104,8 @@ def _options(settings: Settings, app: api.App) -> server.Options:
 def serve(settings: Settings) -> int:
     """`imagehost serve`: API, frontend and images on HOST:PORT in one process."""
     logs.setup(settings, role="serve")
+    metrics.reset(settings)
+    metrics.setup(settings)
     app = api.App(settings, edge=True)  # no nginx in front: it applies the upload limits
 
     def ready(port: int) -> None:
@@ -118,6 +120,7 @@ def serve(settings: Settings) -> int:
 def worker(settings: Settings, port: int) -> int:
     """`imagehost worker --port P`: one API worker behind nginx."""
     logs.setup(settings, role=f"worker:{port}")
+    metrics.setup(settings)  # into the folder the supervisor emptied (PROMETHEUS_MULTIPROC_DIR)
     app = api.App(settings)
     return server.run(app.handle, _options(settings, app), settings.worker_host, port, True)
 

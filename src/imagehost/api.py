@@ -7,10 +7,11 @@ import dataclasses
 import hashlib
 import logging
 import mimetypes
+import time
 from pathlib import Path
 from urllib.parse import quote
 
-from . import albums, expiry, formats, headers, limits, pages, rights, uploads
+from . import albums, expiry, formats, headers, limits, metrics, pages, rights, uploads
 from .catalog import open_catalog
 from .config import Settings
 from .errors import (
@@ -61,6 +62,8 @@ def _routes() -> list[Route]:
         Route("GET", "/api/health", health, "Liveness and readiness"),
         Route("GET", "/api/config", client_config, "What the upload page needs to know"),
         Route("GET", "/api/openapi.json", openapi, "This API's OpenAPI 3.1 description"),
+        # the admin key or METRICS_TOKEN
+        Route("GET", "/api/metrics", prometheus, "Prometheus metrics of this node"),
         Route("GET", "/api/sharex.sxcu", pages.sharex, "A ShareX custom uploader for this server"),
         Route("GET", "/api/oembed", pages.oembed, "oEmbed for a share page, album or image"),
         # UPLOADS policy
@@ -117,9 +120,28 @@ class App:
             self.sweeper.start()
 
     def handle(self, request: Request) -> Response:
-        match = self.router.match(request.method, request.path)
-        request.params = match.params
-        return match.route.handler(self, request)
+        """Route and answer `request`, recording it in the metrics by route template."""
+        start = time.perf_counter()
+        route = "unmatched"
+        try:
+            match = self.router.match(request.method, request.path)
+            route = match.route.pattern if match.route.summary else "frontend"
+            request.params = match.params
+            response = match.route.handler(self, request)
+        except ApiError as exc:
+            metrics.request_done(
+                route, request.method, exc.status, time.perf_counter() - start, exc.code
+            )
+            raise
+        except Exception:
+            metrics.request_done(
+                route, request.method, 500, time.perf_counter() - start, "internal_error"
+            )
+            raise
+        metrics.request_done(
+            route, request.method, response.status, time.perf_counter() - start, None
+        )
+        return response
 
 
 def health(app: App, request: Request) -> Response:
@@ -155,6 +177,21 @@ def client_config(app: App, request: Request) -> Response:
             "max_expiry": s.max_expiry,
         }
     )
+
+
+def prometheus(app: App, request: Request) -> Response:
+    s = app.settings
+    if not s.metrics:
+        raise NotFound("Metrics are off on this server (METRICS=false).")
+    authorization = request.header("Authorization")
+    rights.require_admin(authorization, app.admin_key, "Reading the metrics", s.metrics_token)
+
+    def stored() -> tuple[int, int]:
+        counters = app.catalog.counters()
+        return counters.live, counters.bytes
+
+    text = metrics.exposition(stored)
+    return Response(200, text, {"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"})
 
 
 def openapi(app: App, request: Request) -> Response:
@@ -206,6 +243,7 @@ def _upload(app: App, request: Request) -> Response:
         )
         raise
     row = stored.row
+    metrics.upload_stored(row.size)
     fields.update(bytes=row.size, type=row.content_type, original_name=row.original_name)
     log.info("uploaded %s", row.filename, extra={"fields": fields})
     body = {

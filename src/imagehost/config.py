@@ -251,6 +251,14 @@ TABLE: tuple[Setting, ...] = (
         "0: none",
         _int(0, 1 << 30),
     ),
+    Setting("METRICS", "true", "serve Prometheus metrics at /api/metrics (false: off)", _bool),
+    Setting(
+        "METRICS_TOKEN",
+        "",
+        "a bearer token for Prometheus to read /api/metrics with (the admin key works too)",
+        _key,
+        secret=True,
+    ),
     Setting("STRIP_METADATA", "true", "remove EXIF/GPS/XMP/IPTC from stored originals", _bool),
     Setting(
         "REQUEST_TIMEOUT", "30", "seconds a client has to send one whole request", _int(1, 3600)
@@ -336,6 +344,8 @@ class Settings:
     upload_connections: int
     trusted_proxies: tuple[str, ...]
     max_storage_mb: int
+    metrics: bool
+    metrics_token: str
     strip_metadata: bool
     request_timeout: int
     log_level: str

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import formats, images, rights
+from . import formats, images, metrics, rights
 from .catalog import Catalog, ImageRow
 from .catalog.base import timestamp
 from .config import Settings
@@ -83,8 +83,9 @@ class Ingest:
             self.store.scratch(f"thumb.{formats.THUMBNAIL_EXT}") as thumbnail,
         ):
             with disk_errors():
-                upload = receive(received)
-                with self.slots:
+                with metrics.step("receive"):
+                    upload = receive(received)
+                with self.slots, metrics.step("process"):
                     info = images.process(
                         upload.read(),
                         stored,
@@ -97,7 +98,8 @@ class Ingest:
                 size = stored.stat().st_size
             image_id = new_image_id()
             filename = f"{image_id}.{info.ext}"
-            self.store.commit(stored, thumbnail, filename, image_id)
+            with metrics.step("store"):
+                self.store.commit(stored, thumbnail, filename, image_id)
         token, token_hash = rights.new_delete_token()
         now = datetime.datetime.now(datetime.UTC)
         expires_at = None
@@ -117,7 +119,8 @@ class Ingest:
             expires_at=expires_at,
         )
         try:
-            return Stored(self.catalog.add(row), token)
+            with metrics.step("catalog"):
+                return Stored(self.catalog.add(row), token)
         except BaseException:
             self.store.delete(filename)
             raise

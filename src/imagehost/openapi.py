@@ -41,6 +41,7 @@ NAMES = {
     ("GET", "/api/health"): ("getHealth", "service"),
     ("GET", "/api/config"): ("getConfig", "service"),
     ("GET", "/api/openapi.json"): ("getOpenApi", "service"),
+    ("GET", "/api/metrics"): ("getMetrics", "service"),
     ("GET", "/api/sharex.sxcu"): ("getShareXUploader", "sharing"),
     ("GET", "/api/oembed"): ("getOEmbed", "sharing"),
     ("POST", "/api/upload/"): ("uploadImage", "images"),
@@ -106,6 +107,18 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
     list_security = auth if settings.listing == "key" else [{}, *auth]
     owner = [{"deleteToken": []}, *auth]  # an image's or album's own token, or the admin key
     return {
+        ("GET", "/api/metrics"): {
+            "security": [{"metricsToken": []}, *auth],
+            "description": "The Prometheus text format, summed over this node's workers"
+            " (each node is scraped on its own). 404 with METRICS=false.",
+            "responses": {
+                "200": {
+                    "description": "The metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors(401, 403, 404),
+            },
+        },
         ("GET", "/api/sharex.sxcu"): {
             "security": [{}, *auth],
             "description": "A custom-uploader file ShareX imports by double-click. With"
@@ -504,6 +517,11 @@ def spec(routes, settings: Settings, base_url: str) -> dict:
                     "scheme": "bearer",
                     "description": "ADMIN_KEY: lists with LISTING=key, uploads with"
                     " UPLOADS=key, deletes anything",
+                },
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "METRICS_TOKEN: reads /api/metrics only (for scrapers)",
                 },
                 "deleteToken": {
                     "type": "apiKey",

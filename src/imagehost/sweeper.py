@@ -18,6 +18,7 @@ Errors are logged and the entries stay for the next round; the thread never ends
 import logging
 import threading
 
+from . import metrics
 from .catalog import Catalog
 from .errors import ApiError
 from .store import Store
@@ -108,9 +109,15 @@ class Sweeper:
         forgotten first); the entries left wait for the next round."""
         with self.catalog.sweeper_lock() as held:
             if not held:
+                metrics.sweep_done("skipped")
                 return None
-            expired = sweep_expired(self.catalog, self.store, self.limit)
-            done = sweep(self.catalog, self.store, self.grace_s, self.limit)
+            try:
+                expired = sweep_expired(self.catalog, self.store, self.limit)
+                done = sweep(self.catalog, self.store, self.grace_s, self.limit)
+            except BaseException:
+                metrics.sweep_done("failed")
+                raise
+        metrics.sweep_done("swept", len(expired), len(done))
         if expired:
             log.info("removed %d expired images", len(expired))
         if done:

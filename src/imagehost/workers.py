@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import metrics
 from .config import Settings
 
 log = logging.getLogger("imagehost.supervisor")
@@ -80,7 +81,8 @@ def worker_children(settings: Settings) -> list[Child]:
     """One `imagehost worker` per port in WEB_SERVER_START_PORT .. +WEB_SERVER_WORKERS-1."""
     from . import store  # a worker's leftovers are removed by pid
 
-    env = {**os.environ, **settings.as_environ()}
+    # the workers' metrics (metrics.py) are summed from one folder, emptied at each start
+    env = {**os.environ, **settings.as_environ(), **metrics.reset(settings)}
     return [
         Child(
             name=f"worker:{port}",
