@@ -61,10 +61,11 @@ export async function fetchConfig() {
 }
 
 /**
- * POST /api/upload/ as multipart/form-data, reporting bytes sent.
+ * POST /api/upload/ as multipart/form-data, reporting bytes sent; `expiresIn` ("P1D", "never")
+ * goes beside the file as the field `expires_in`, none when "" (the server's default).
  * Returns { promise, abort }; the promise resolves to the image object.
  */
-export function uploadFile(file, onProgress) {
+export function uploadFile(file, onProgress, expiresIn = "") {
   const xhr = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {
     xhr.open("POST", "/api/upload/");
@@ -90,6 +91,7 @@ export function uploadFile(file, onProgress) {
     xhr.addEventListener("timeout", () => reject(new ApiError(0, "network", "")));
     xhr.addEventListener("abort", () => reject(new ApiError(0, "aborted", "")));
     const form = new FormData();
+    if (expiresIn) form.append("expires_in", expiresIn);
     form.append("file", file, file.name);
     xhr.send(form);
   });

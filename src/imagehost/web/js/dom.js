@@ -1,4 +1,7 @@
-// Small DOM helpers: build elements with text only, copy buttons, the polite announcer.
+// Small DOM helpers: build elements with text only, copy buttons, the polite announcer, expiry
+// notes.
+
+import { expiryText } from "./expiry.js";
 
 /** An element with attributes and children; strings become text nodes, never HTML. */
 export function el(tag, attributes = {}, ...children) {
@@ -116,4 +119,34 @@ export function copyField(labelText, value, what) {
     input,
     copyButton(() => input.value, what, input),
   );
+}
+
+function showExpiry(note, now) {
+  const { expired, text, title } = expiryText(note.dataset.expiresAt, now);
+  const [word, time] = note.children;
+  word.textContent = expired ? "" : "Expires ";
+  time.textContent = text;
+  time.title = title;
+  note.classList.toggle("is-expired", expired);
+}
+
+/**
+ * "Expires in 59 min" / "Expires Dec 10, 6:48 AM" for an `expires_at`, the moment itself in a
+ * <time> (its title the full local date-time); refreshExpiryNotes() keeps it current.
+ */
+export function expiryNote(iso) {
+  const note = el(
+    "span",
+    { class: "expires", "data-expires-at": iso },
+    el("span", { class: "expires-word" }),
+    el("time", { class: "expires-at", datetime: iso }),
+  );
+  showExpiry(note, new Date());
+  return note;
+}
+
+/** Rewrites every expiry note under `root` for the time now ("in 5 min" becomes "in 4 min"). */
+export function refreshExpiryNotes(root = document) {
+  const now = new Date();
+  for (const note of root.querySelectorAll(".expires[data-expires-at]")) showExpiry(note, now);
 }

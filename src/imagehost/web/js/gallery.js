@@ -4,7 +4,7 @@
 
 import { albumEntries, albumResult, makeAlbum } from "./albums.js";
 import { ApiError, deleteImage, fetchImages } from "./api.js";
-import { announce, copyButton, el } from "./dom.js";
+import { announce, copyButton, el, expiryNote } from "./dom.js";
 import { countOf, humanSize, localDate, sameOriginPath } from "./format.js";
 import { albumFailure, deleteFailure, deleteReason, listingFailure } from "./messages.js";
 import {
@@ -389,6 +389,13 @@ export class Gallery {
         "td",
         { class: "cell-date", "data-label": "Uploaded" },
         el("time", { datetime: image.created_at, text: localDate(image.created_at) }),
+      ),
+      el(
+        "td",
+        { class: `cell-expires${image.expires_at ? "" : " is-kept"}`, "data-label": "Expires" },
+        image.expires_at
+          ? expiryNote(image.expires_at)
+          : el("span", { class: "expires expires-never", text: "Never" }),
       ),
       el("td", { class: "cell-actions" }),
     );

@@ -1,5 +1,5 @@
 // What this browser remembers: the admin key, the delete tokens of its own uploads and albums,
-// and how the Images tab is shown.
+// how the Images tab is shown, and the expiry last chosen for uploads.
 // localStorage may be missing or full (private windows); then nothing is remembered.
 
 const ADMIN_KEY = "imagehost.adminKey";
@@ -7,6 +7,8 @@ const TOKEN_PREFIX = "imagehost.deleteToken.";
 const ALBUM_TOKEN_PREFIX = "imagehost.albumToken.";
 const GALLERY_VIEW = "imagehost.galleryView";
 const GALLERY_VIEWS = ["table", "grid"];
+const UPLOAD_EXPIRY = "imagehost.uploadExpiry";
+const EXPIRY_SERVER_DEFAULT = "default"; // stored for "" (send nothing), which reads as unset
 
 function read(name) {
   try {
@@ -59,6 +61,21 @@ export function galleryView() {
 
 export function setGalleryView(view) {
   return write(GALLERY_VIEW, GALLERY_VIEWS.includes(view) ? view : null);
+}
+
+/**
+ * The expiry last chosen on the upload page: an `expires_in` value ("P1D", "never"), "" for
+ * the server's default, or null when none was chosen here. Whether the server still allows it
+ * is for the page to check.
+ */
+export function uploadExpiry() {
+  const value = read(UPLOAD_EXPIRY);
+  if (value === EXPIRY_SERVER_DEFAULT) return "";
+  return value && /^[A-Za-z0-9]{1,20}$/.test(value) ? value : null;
+}
+
+export function setUploadExpiry(value) {
+  return write(UPLOAD_EXPIRY, value === "" ? EXPIRY_SERVER_DEFAULT : value || null);
 }
 
 /** True when this browser holds something that lets it delete `filename`. */

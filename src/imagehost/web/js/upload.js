@@ -1,8 +1,8 @@
 // The upload page: wires the tabs, the uploader, the Images tab and the ShareX download to the
-// server's config.
+// server's config, and keeps the expiry notes ("Expires in 5 min") current.
 
 import { fetchConfig, fetchSharexFile } from "./api.js";
-import { el } from "./dom.js";
+import { el, refreshExpiryNotes } from "./dom.js";
 import { Gallery } from "./gallery.js";
 import { adminKey, adoptKeyFromFragment, setAdminKey } from "./storage.js";
 import { Tabs } from "./tabs.js";
@@ -10,6 +10,7 @@ import { Uploader } from "./uploader.js";
 
 const byId = (id) => document.getElementById(id);
 const CONFIG_RETRY_MS = 5000;
+const EXPIRY_REFRESH_MS = 15_000; // notes count minutes; the Images tab drops expired rows itself
 
 const keyAdopted = adoptKeyFromFragment();
 // The management link opened over an already open upload page changes only the fragment.
@@ -51,9 +52,13 @@ const uploader = new Uploader({
   list: byId("upload-list"),
   hint: byId("dropzone-hint"),
   notice: byId("upload-notice"),
+  expiry: { field: byId("expiry-field"), select: byId("expiry-select"), hint: byId("expiry-hint") },
   onUploaded: (image) => gallery.addUploaded(image),
   onFilesArrived: () => tabs.select("upload"),
+  onExpiryRefused: () => loadConfig(),
 });
+
+window.setInterval(() => refreshExpiryNotes(), EXPIRY_REFRESH_MS);
 
 function showAdminState() {
   byId("admin-badge").hidden = !adminKey();

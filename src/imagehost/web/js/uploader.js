@@ -1,12 +1,13 @@
-// The Upload tab: drop zone, Browse, paste; one row per file with progress, then links or error;
-// a batch of several files can become an album once it is done.
+// The Upload tab: drop zone, Browse, paste, the "Expires" choice; one row per file with progress,
+// then links and expiry or error; a batch of several files can become an album once it is done.
 
 import { albumEntries, albumResult, makeAlbum } from "./albums.js";
 import { uploadFile } from "./api.js";
-import { announce, copyField, el, nextId } from "./dom.js";
+import { announce, copyField, el, expiryNote, nextId } from "./dom.js";
+import { expiryOptions, initialExpiry, lifetimeWords } from "./expiry.js";
 import { countOf, extensionOf, formatList, humanSize, sameOriginPath, snippets } from "./format.js";
 import { albumFailure, isRetryable, uploadFailure } from "./messages.js";
-import { adminKey, setDeleteToken } from "./storage.js";
+import { adminKey, setDeleteToken, setUploadExpiry, uploadExpiry } from "./storage.js";
 
 const PARALLEL_UPLOADS = 3;
 
@@ -33,6 +34,7 @@ class UploadRow {
     this.file = file;
     this.uploader = uploader;
     this.image = null; // the server's answer, once uploaded
+    this.expiresIn = uploader.expiresIn(); // as chosen when the file was given
     this.batch = null;
     this.preview = el("img", { class: "upload-preview", alt: "", width: 56, height: 56 });
     this.preview.hidden = true;
@@ -102,10 +104,14 @@ class UploadRow {
     this.result.replaceChildren();
     this.setProgress(0);
     this.status.textContent = "Uploading…";
-    const { promise } = uploadFile(this.file, (loaded, total) => {
-      this.setProgress(total ? loaded / total : 0);
-      if (loaded >= total) this.status.textContent = "Processing…";
-    });
+    const { promise } = uploadFile(
+      this.file,
+      (loaded, total) => {
+        this.setProgress(total ? loaded / total : 0);
+        if (loaded >= total) this.status.textContent = "Processing…";
+      },
+      this.expiresIn,
+    );
     return promise.then(
       (image) => this.succeed(image),
       (error) => this.fail(error),
@@ -119,6 +125,7 @@ class UploadRow {
     const facts = [humanSize(image.size)];
     if (image.width && image.height) facts.push(`${image.width} × ${image.height}`);
     this.status.textContent = `Uploaded · ${facts.join(" · ")}`;
+    if (image.expires_at) this.status.append(" · ", expiryNote(image.expires_at));
     if (image.thumbnail_url) {
       this.releasePreview();
       this.preview.hidden = false;
@@ -157,6 +164,8 @@ class UploadRow {
     this.setState("error");
     this.status.textContent = "Not uploaded";
     this.showError(uploadFailure(error), isRetryable(error));
+    // The server's limits changed since the page asked (a restart with a new MAX_EXPIRY).
+    if (error.code === "invalid_expiry") this.uploader.onExpiryRefused();
   }
 
   /** Shows why the file was refused, in words; `retry` adds a button to send it again. */
@@ -266,7 +275,8 @@ class UploadBatch {
 }
 
 export class Uploader {
-  constructor({ zone, input, list, hint, notice, onUploaded, onFilesArrived }) {
+  constructor(parts) {
+    const { zone, input, list, hint, notice, expiry, onUploaded, onFilesArrived } = parts;
     this.zone = zone;
     this.input = input;
     this.list = list;
@@ -274,11 +284,14 @@ export class Uploader {
     this.notice = notice;
     this.onUploaded = onUploaded;
     this.onFilesArrived = onFilesArrived;
+    this.onExpiryRefused = parts.onExpiryRefused || (() => {});
+    this.expiry = expiry; // { field, select, hint }
     this.config = null;
     this.queue = [];
     this.running = 0;
 
     zone.addEventListener("click", () => input.click());
+    expiry.select.addEventListener("change", () => setUploadExpiry(expiry.select.value));
     input.addEventListener("change", () => {
       this.addFiles([...input.files]);
       input.value = "";
@@ -335,6 +348,27 @@ export class Uploader {
       `${formatList(config.allowed_formats)} · up to ${humanSize(config.max_upload_bytes)} each` +
       ` · several at once · or paste with ${paste}`;
     this.refreshNotice();
+    this.showExpiryChoice();
+  }
+
+  /** The presets this server accepts, the remembered choice (or the server's default) chosen. */
+  showExpiryChoice() {
+    const { field, select, hint } = this.expiry;
+    const options = expiryOptions(this.config);
+    const chosen = initialExpiry(options, uploadExpiry());
+    select.replaceChildren(
+      ...options.map((option) => el("option", { value: option.value, text: option.label })),
+    );
+    select.value = chosen;
+    const maximum = this.config.max_expiry;
+    hint.textContent = maximum ? `This server keeps uploads at most ${lifetimeWords(maximum)}.` : "";
+    hint.hidden = !maximum;
+    field.hidden = false;
+  }
+
+  /** What the next file sends as `expires_in`: "" (nothing) until the server's limits are known. */
+  expiresIn() {
+    return this.expiry.field.hidden ? "" : this.expiry.select.value;
   }
 
   /** The server could not tell its limits: the server still checks every file itself. */
