@@ -200,17 +200,40 @@ def test_seq_is_never_reused(catalog):
 
 def test_counters_follow_adds_and_removes(catalog):
     start = catalog.counters()
-    assert (start.total, start.version) == (0, 0)
+    assert (start.total, start.version, start.bytes) == (0, 0, 0)
     assert 0 <= start.epoch < 1_000_000_000
     catalog.add_many(row(n) for n in range(3))
-    assert catalog.counters() == Counters(3, 3, start.epoch)
+    assert catalog.counters() == Counters(3, 3, start.epoch, bytes=1000 + 1001 + 1002)
     catalog.add(row(3))
     assert catalog.remove(row(0).filename)
-    assert catalog.counters() == Counters(3, 5, start.epoch)  # every change moves the version
+    after = Counters(3, 5, start.epoch, bytes=1001 + 1002 + 1003)
+    assert catalog.counters() == after  # every change moves the version
     assert not catalog.remove(row(0).filename)
-    assert catalog.counters() == Counters(3, 5, start.epoch)  # nothing removed, nothing moved
+    assert catalog.counters() == after  # nothing removed, nothing moved
     assert catalog.add_many([]) == []
-    assert catalog.counters() == Counters(3, 5, start.epoch)
+    assert catalog.counters() == after
+    assert catalog.recount_bytes() == (after.bytes, after.bytes)
+
+
+def test_a_shared_file_is_counted_once(catalog):
+    """Rows with one content_hash share a stored file: its bytes count once, until the last
+    of them goes; rows without a hash (a copy each) count each."""
+    twins = [row(n, "twin", size=5000, content_hash="ab" * 32) for n in range(3)]
+    catalog.add_many(twins[:2])
+    catalog.add(twins[2])
+    catalog.add(row(0, "alone", size=700))
+    assert catalog.counters().bytes == 5000 + 700
+    assert catalog.find_by_hash("ab" * 32).filename == twins[0].filename  # the oldest
+    assert catalog.find_by_hash("cd" * 32) is None
+    assert [r[1] for r in catalog.shared_rows()] == [t.filename for t in twins]
+    catalog.remove(twins[0].filename)
+    catalog.remove(twins[1].filename)
+    assert catalog.counters().bytes == 5000 + 700
+    assert catalog.find_by_hash("ab" * 32).filename == twins[2].filename
+    assert catalog.shared_rows() == []  # one left: nothing shared
+    catalog.remove(twins[2].filename)
+    assert catalog.counters().bytes == 700
+    assert catalog.recount_bytes() == (700, 700)
 
 
 def test_filenames(catalog):
@@ -281,8 +304,8 @@ def test_both_schemas_expose_the_same_columns_and_counters(postgres, tmp_path):
     assert lite.keys("album_images") == pg.keys("album_images")
     assert pg.keys("album_images") == ({"album_id", "image_id"}, set())
     # PostgreSQL has one more: the settings every node shares (002, the admin key)
-    assert lite.applied() == numbers("sqlite") == [1, 2, 3, 4, 5]
-    assert pg.applied() == numbers("postgres") == [1, 2, 3, 4, 5, 6]
+    assert lite.applied() == numbers("sqlite") == [1, 2, 3, 4, 5, 6]
+    assert pg.applied() == numbers("postgres") == [1, 2, 3, 4, 5, 6, 7]
 
 
 # --- migrations ------------------------------------------------------------------------------

@@ -136,10 +136,11 @@ def test_uploads_at_once_are_limited_per_client(serve_factory):
 
 def test_quota_refuses_before_storing_and_a_delete_makes_room(serve_factory):
     server = serve_factory(MAX_STORAGE_MB="1")
-    image = noise_png((300, 300))  # ~270 KB each: three fit in 1 MiB, the fourth does not
-    made = [upload(server.url, image) for _ in range(3)]
+    # ~270 KB each, all different (a shared file counts once: test_dedupe): three fit in 1 MiB
+    made = [upload(server.url, noise_png((300, 300))) for _ in range(3)]
     assert [r.status_code for r in made] == [201, 201, 201]
     before = stored_keys(server)
+    image = noise_png((300, 300))
     refused = upload(server.url, image)
     body = assert_error(refused, 507, "storage_quota")
     assert "MAX_STORAGE_MB" in body["detail"] and "nothing was stored" in body["detail"]

@@ -9,6 +9,7 @@ interfaces, not whether the bytes end up in a folder or a bucket.
 """
 
 import datetime
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ class Stored:
     delete_token: str
 
 
+def _sha256(path: Path) -> str:
+    """The hex SHA-256 of a stored file: its identity for deduplication."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 class Ingest:
     """The pipeline bound to one store and one catalog."""
 
@@ -96,10 +103,13 @@ class Ingest:
                         strip_metadata=limits.strip_metadata,
                     )
                 size = stored.stat().st_size
+                content_hash = _sha256(stored) if self.store.dedupes else None
             image_id = new_image_id()
             filename = f"{image_id}.{info.ext}"
             with metrics.step("store"):
-                self.store.commit(stored, thumbnail, filename, image_id)
+                twin = content_hash and self.catalog.find_by_hash(content_hash)
+                if not (twin and self.store.link_existing(twin.filename, filename, image_id)):
+                    self.store.commit(stored, thumbnail, filename, image_id)
         token, token_hash = rights.new_delete_token()
         now = datetime.datetime.now(datetime.UTC)
         expires_at = None
@@ -117,6 +127,7 @@ class Ingest:
             created_at=timestamp(now),
             delete_token_hash=token_hash,
             expires_at=expires_at,
+            content_hash=content_hash,
         )
         try:
             with metrics.step("catalog"):
@@ -136,6 +147,7 @@ class Ingest:
         stat = self.store.info(filename)
         with self.store.local_copy(filename) as local:
             info = images.inspect(local, max_pixels=self.limits.max_pixels)
+            content_hash = _sha256(local) if self.store.dedupes else None
             row = self.catalog.add(
                 ImageRow(
                     seq=0,
@@ -150,6 +162,7 @@ class Ingest:
                         datetime.datetime.fromtimestamp(stat.modified_s, datetime.UTC)
                     ),
                     delete_token_hash=None,
+                    content_hash=content_hash,  # check links it to its twins, if any
                 )
             )
             if not self.store.has_thumbnail(row.id):

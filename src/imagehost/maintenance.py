@@ -18,7 +18,7 @@ from .config import Settings
 from .errors import ImageRejected, UnsupportedImage
 from .formats import THUMBNAIL_EXT
 from .ingest import ImageLimits, Ingest
-from .store import Store, image_id_of, open_store
+from .store import LocalStore, Store, image_id_of, open_store
 from .sweeper import sweep
 
 REJECTED_DIR = "rejected"  # in DATA_DIR: files reindex found not to be images we accept
@@ -41,17 +41,31 @@ class Report:
     stale_temp_files: list[str] = field(default_factory=list)
     renamed_files: list[str] = field(default_factory=list)  # reindex: hand-dropped names
     rejected_files: list[str] = field(default_factory=list)  # not images we accept
+    unshared_twins: list[str] = field(default_factory=list)  # same bytes, not yet one file
+    bytes_counts: list[str] = field(default_factory=list)  # the catalog's sum, if it was off
+    # deduplication: uploads sharing a file with an older one, and the bytes that saves
+    shared_images: int = 0
+    saved_bytes: int = 0
+
+    def _findings(self) -> list[str]:
+        return [f for f in self.__dataclass_fields__ if isinstance(getattr(self, f), list)]
 
     @property
     def clean(self) -> bool:
-        return not any(getattr(self, f) for f in self.__dataclass_fields__)
+        return not any(getattr(self, f) for f in self._findings())
 
     def lines(self) -> list[str]:
         out = []
-        for name in self.__dataclass_fields__:
+        for name in self._findings():
             for item in getattr(self, name):
                 out.append(f"{name.replace('_', ' ')[:-1]}: {item}")
-        return out or ["store clean: catalog and image folder agree"]
+        out = out or ["store clean: catalog and image folder agree"]
+        if self.shared_images:
+            out.append(
+                f"deduplication: {self.shared_images} uploads share a file with another, "
+                f"saving {self.saved_bytes} bytes"
+            )
+        return out
 
 
 def check(
@@ -144,9 +158,36 @@ def check(
             report.stale_temp_files.append(path.name)
             if not dry_run:
                 store.remove_temp(path)
+        if store.dedupes:
+            _check_sharing(catalog, store, report, dry_run)
+        if not dry_run:  # recounting writes the counter; a dry run leaves it
+            counted, should = catalog.recount_bytes()
+            if counted != should:
+                report.bytes_counts.append(f"stored bytes counted {counted}, recounted {should}")
     finally:
         catalog.close()
     return report
+
+
+def _check_sharing(catalog: Catalog, store: LocalStore, report: Report, dry_run: bool) -> None:
+    """Uploads of the same bytes share the oldest one's file: count the saving, and link
+    the copies that are not (indexed by check, or made before a crash) unless dry_run."""
+    first: dict[str, str] = {}
+    for content_hash, filename, size in catalog.shared_rows():
+        if content_hash not in first:
+            first[content_hash] = filename
+            continue
+        original = first[content_hash]
+        if not store.same_file(original, filename):
+            report.unshared_twins.append(f"{filename} (the bytes of {original})")
+            if dry_run:
+                continue
+            try:
+                store.relink(original, filename)
+            except FileNotFoundError:
+                continue  # one of them was deleted meanwhile
+        report.shared_images += 1
+        report.saved_bytes += size
 
 
 def _sweep_pending(catalog: Catalog, store: Store, dry_run: bool) -> set[str]:

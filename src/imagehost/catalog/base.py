@@ -25,6 +25,7 @@ class ImageRow:
     created_at: str  # ISO 8601 UTC
     delete_token_hash: str | None
     expires_at: str | None = None  # ISO 8601 UTC, as created_at; None: kept until deleted
+    content_hash: str | None = None  # SHA-256 of the stored file; None: not shared (S3, old)
 
 
 FIELDS = tuple(ImageRow.__dataclass_fields__)  # the images table's columns, in this order
@@ -57,6 +58,19 @@ def timestamp(moment: datetime.datetime | None = None) -> str:
 # An image that has expired is gone for every reader from that moment, whether or not the
 # sweeper has removed its row yet; `{param}` is the current timestamp().
 LIVE = "(images.expires_at IS NULL OR images.expires_at > {param})"
+
+# What the 'bytes' counter should hold, from the rows: each shared file once (recount_bytes).
+BYTES_FROM_ROWS = (
+    "(SELECT coalesce(sum(size), 0) FROM images WHERE content_hash IS NULL)"
+    " + (SELECT coalesce(sum(size), 0) FROM (SELECT max(size) AS size FROM images"
+    " WHERE content_hash IS NOT NULL GROUP BY content_hash) AS files)"
+)
+# Rows that share their file with another: (content_hash, filename, size), grouped, oldest first.
+SHARED_ROWS = (
+    "SELECT content_hash, filename, size FROM images WHERE content_hash IN"
+    " (SELECT content_hash FROM images WHERE content_hash IS NOT NULL"
+    " GROUP BY content_hash HAVING count(*) > 1) ORDER BY content_hash, seq"
+)
 
 ALBUM_COLUMNS = ", ".join(AlbumRow.__dataclass_fields__)
 # The live images of one album, in its order: ImageRow columns; parameters: album id, now.
@@ -120,6 +134,18 @@ class Catalog(Protocol):
 
     def get_by_id(self, image_id: str) -> ImageRow | None:
         """The image whose id this is (share pages name an image by id, not file name)."""
+        ...
+
+    def find_by_hash(self, content_hash: str) -> ImageRow | None:
+        """The oldest live image whose stored file has this SHA-256 (deduplication)."""
+        ...
+
+    def shared_rows(self) -> list[tuple[str, str, int]]:
+        """(content_hash, filename, size) of every row sharing its file, grouped by hash."""
+        ...
+
+    def recount_bytes(self) -> tuple[int, int]:
+        """Set the 'bytes' counter from the rows; (what it held, what it holds now)."""
         ...
 
     def remove(self, filename: str) -> bool:

@@ -41,9 +41,11 @@ from ..errors import ConfigError, ServiceUnavailable
 from .base import (
     ALBUM_COLUMNS,
     ALBUM_IMAGES,
+    BYTES_FROM_ROWS,
     COLUMNS,
     FIELDS,
     LIVE,
+    SHARED_ROWS,
     Album,
     AlbumRow,
     Counters,
@@ -208,6 +210,26 @@ class PostgresCatalog:
             f"SELECT {COLUMNS} FROM images WHERE id = %s AND {_LIVE}", (image_id, timestamp())
         )
         return ImageRow(*found[0]) if found else None
+
+    def find_by_hash(self, content_hash: str) -> ImageRow | None:
+        found = self._rows(
+            f"SELECT {COLUMNS} FROM images WHERE content_hash = %s AND {_LIVE}"
+            " ORDER BY seq LIMIT 1",
+            (content_hash, timestamp()),
+        )
+        return ImageRow(*found[0]) if found else None
+
+    def shared_rows(self) -> list[tuple[str, str, int]]:
+        return [tuple(r) for r in self._rows(SHARED_ROWS)]
+
+    def recount_bytes(self) -> tuple[int, int]:
+        with self._connection() as conn, conn.transaction():
+            before = conn.execute(
+                "SELECT value FROM counters WHERE name = 'bytes' FOR UPDATE"
+            ).fetchone()[0]
+            after = conn.execute(f"SELECT {BYTES_FROM_ROWS}").fetchone()[0]
+            conn.execute("UPDATE counters SET value = %s WHERE name = 'bytes'", (after,))
+        return before, after
 
     def expire(self, limit: int) -> list[str]:
         """Up to `limit` expired rows moved to the pending deletes, in one statement."""

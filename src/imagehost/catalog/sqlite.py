@@ -20,9 +20,11 @@ from ..errors import ServiceUnavailable
 from .base import (
     ALBUM_COLUMNS,
     ALBUM_IMAGES,
+    BYTES_FROM_ROWS,
     COLUMNS,
     FIELDS,
     LIVE,
+    SHARED_ROWS,
     Album,
     AlbumRow,
     Counters,
@@ -186,6 +188,26 @@ class SQLiteCatalog:
             )
             row = found.fetchone()
         return ImageRow(*row) if row else None
+
+    def find_by_hash(self, content_hash: str) -> ImageRow | None:
+        with self._connection() as conn:
+            found = conn.execute(
+                f"SELECT {COLUMNS} FROM images WHERE content_hash = ? AND {_LIVE}"
+                " ORDER BY seq LIMIT 1",
+                (content_hash, timestamp()),
+            ).fetchone()
+        return ImageRow(*found) if found else None
+
+    def shared_rows(self) -> list[tuple[str, str, int]]:
+        with self._connection() as conn:
+            return [tuple(r) for r in conn.execute(SHARED_ROWS).fetchall()]
+
+    def recount_bytes(self) -> tuple[int, int]:
+        with self._transaction() as conn:
+            before = conn.execute("SELECT value FROM counters WHERE name = 'bytes'").fetchone()[0]
+            after = conn.execute(f"SELECT {BYTES_FROM_ROWS}").fetchone()[0]
+            conn.execute("UPDATE counters SET value = ? WHERE name = 'bytes'", (after,))
+        return before, after
 
     def remove(self, filename: str) -> bool:
         """Delete the row and record the pending delete in one transaction; False when there

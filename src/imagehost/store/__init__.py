@@ -48,6 +48,7 @@ class Store(Protocol):
 
     temp: Path  # the local folder of temporary files
     shared: bool  # other nodes write too: `imagehost check` spares young orphans
+    dedupes: bool  # uploads of the same bytes can share one stored file (link_existing)
 
     def scratch(self, suffix: str) -> contextlib.AbstractContextManager[Path]:
         """A local temporary file name for the duration of the block; removed after it."""
@@ -58,6 +59,11 @@ class Store(Protocol):
     def commit(self, stored_temp: Path, thumb_temp: Path, filename: str, image_id: str) -> None:
         """Make the original and its thumbnail visible, thumbnail first, never overwriting;
         StorageFull (507) or ServiceUnavailable (503), and on any error nothing is left."""
+
+    def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
+        """Store a new upload of the same bytes as `existing` under its own names without a
+        second copy; False when that cannot be done now (the caller commits its own)."""
+        ...
 
     def delete(self, filename: str) -> None:
         """Remove an original, then its thumbnail; one already gone is not an error."""

@@ -44,6 +44,7 @@ class LocalStore:
     """The image folder. All paths it hands out are inside it; names are validated first."""
 
     shared = False  # one machine's folder: no other node writes to it
+    dedupes = True  # uploads of the same bytes share one file: hard links (link_existing)
 
     def __init__(self, images_dir: Path):
         self.root = Path(images_dir).resolve()
@@ -95,6 +96,58 @@ class LocalStore:
             except BaseException:
                 self.delete(filename)
                 raise
+
+    def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
+        """Give the stored image `existing` and its thumbnail the names of a new upload of the
+        same bytes: create-only hard links, then the folder fsynced, as commit(). Each name is
+        a file of its own to nginx and to delete(): removing one never touches the other.
+        False, with nothing made, when `existing` or its thumbnail is gone meanwhile (the
+        caller then commits its own copy)."""
+        source = self.image_path(existing)
+        source_thumb = self.thumbnail_path(image_id_of(existing))
+        image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
+        with disk_errors():
+            try:
+                self._link_new(source_thumb, thumb)
+            except FileNotFoundError:
+                return False
+            try:
+                self._link_new(source, image)
+            except FileNotFoundError:
+                thumb.unlink(missing_ok=True)
+                return False
+            except BaseException:
+                thumb.unlink(missing_ok=True)
+                raise
+            try:
+                _fsync_dir(self.root)
+            except BaseException:
+                self.delete(filename)
+                raise
+        return True
+
+    def same_file(self, first: str, second: str) -> bool:
+        """Whether two stored names are links to one file (deduplicated)."""
+        with contextlib.suppress(FileNotFoundError):
+            return os.path.samefile(self.image_path(first), self.image_path(second))
+        return False
+
+    def relink(self, source: str, target: str) -> None:
+        """Make the image `target` (and its thumbnail) a link to `source`'s, whose bytes it
+        has: a new link beside it, renamed over it, so `target` never stops being served."""
+        pairs = [
+            (self.image_path(source), self.image_path(target)),
+            (self.thumbnail_path(image_id_of(source)), self.thumbnail_path(image_id_of(target))),
+        ]
+        with disk_errors():
+            for src, dst in pairs:
+                if not src.exists():
+                    continue
+                temp = dst.with_name(f".{dst.name}.link")
+                temp.unlink(missing_ok=True)
+                os.link(src, temp)
+                os.replace(temp, dst)
+            _fsync_dir(self.root)
 
     def _link_new(self, source: Path, target: Path) -> None:
         try:

@@ -84,6 +84,9 @@ class S3Store:
     """One bucket, with the owner's credentials (it lists and deletes; nginx only reads)."""
 
     shared = True  # other nodes write to the same bucket: check spares young orphans
+    # An object per upload: nginx serves each image's own key straight from the bucket, and
+    # S3 has no links (README, "Deduplication").
+    dedupes = False
 
     def __init__(self, settings: Settings):
         self.bucket = settings.s3_bucket
@@ -153,6 +156,10 @@ class S3Store:
             # A PUT that failed may still have landed (its answer lost): remove both.
             self._forget(attempted)
             raise
+
+    def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
+        """Never: each upload has objects of its own here (`dedupes` is False)."""
+        return False
 
     def delete(self, filename: str) -> None:
         """Remove an image, then its thumbnail; a key already gone is not an error.
