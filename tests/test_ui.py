@@ -9,7 +9,6 @@ from conftest import need
 from playwright.sync_api import expect
 from support.browser import (
     DRAG_OVER_JS,
-    DROP_FILES_JS,
     PASTE_FILES_JS,
     SCREENSHOTS,
     axe_script,
@@ -20,49 +19,23 @@ from support.browser import (
 from support.http import listed, listing, upload, uploaded
 from support.images import image_bytes, noise_png
 from support.stack import start_stack, stop_stack
+from support.ui import (
+    HOSTILE_NAME,
+    describe,
+    drop,
+    finished_url,
+    image_row,
+    image_rows,
+    open_upload_page,
+    run_axe,
+    upload_row,
+)
 
 pytestmark = pytest.mark.browser
 
 # Generous: a first page load starts Chromium's renderer; polls come every 3 s.
 expect.set_options(timeout=15_000)
 POLL_WAIT_MS = 20_000
-HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
-
-
-def open_upload_page(page, base_url: str, fragment: str = "") -> None:
-    page.goto(f"{base_url}/upload.html{fragment}")
-    # The hint is rewritten once /api/config has answered: the browser checks are armed.
-    expect(page.locator("#dropzone-hint")).to_contain_text("up to")
-
-
-def upload_row(page, name: str):
-    return page.locator("#upload-list > li").filter(
-        has=page.locator(".upload-name", has_text=re.compile(f"^{re.escape(name)}$"))
-    )
-
-
-def finished_url(row) -> str:
-    """Waits for the row to finish at 100% and returns the URL it shows."""
-    expect(row).to_have_attribute("data-state", "done")
-    expect(row.locator("progress")).to_have_js_property("value", 100)
-    expect(row.locator(".upload-percent")).to_have_text("100%")
-    field = row.get_by_label("URL", exact=True)
-    expect(field).to_have_value(re.compile(r"^http://.+/images/[A-Za-z0-9_-]{10,}\.png$"))
-    return field.input_value()
-
-
-def image_rows(page):
-    return page.locator("#images-body > tr")
-
-
-def image_row(page, name: str):
-    return image_rows(page).filter(
-        has=page.locator(".image-name", has_text=re.compile(f"^{re.escape(name)}$"))
-    )
-
-
-def drop(page, *files) -> None:
-    page.evaluate(DROP_FILES_JS, ["#dropzone", list(files)])
 
 
 def test_start_page_button_leads_to_upload_page(server, open_page):
@@ -479,20 +452,6 @@ def test_the_ui_works_behind_nginx(behind_nginx, open_page):
     drop(page, js_file("oversized.png", noise_png((900, 900))))
     expect(upload_row(page, "oversized.png").get_by_role("alert")).to_contain_text("Too large.")
     console.assert_clean(refused(413))
-
-
-def run_axe(page, script) -> list[dict]:
-    if page.evaluate("typeof window.axe === 'undefined'"):
-        page.add_script_tag(path=str(script))
-    result = page.evaluate("async () => await axe.run(document)")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
-def describe(violations: list[dict]) -> str:
-    return "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
-        for v in violations
-    )
 
 
 @pytest.mark.parametrize("color_scheme", ["light", "dark"])

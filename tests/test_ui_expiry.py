@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from support.browser import SCREENSHOTS, axe_script, js_file, refused
 from support.http import listed, upload, uploaded
 from support.images import image_bytes
-from test_ui import (
+from support.ui import (
     describe,
     drop,
     finished_url,

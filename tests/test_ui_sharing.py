@@ -17,7 +17,7 @@ from support.browser import SCREENSHOTS, axe_script, js_file, refused
 from support.http import listed, uploaded
 from support.images import image_bytes
 from support.stack import start_stack, stop_stack
-from test_ui import (
+from support.ui import (
     HOSTILE_NAME,
     describe,
     drop,
