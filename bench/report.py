@@ -340,6 +340,18 @@ def table(report: dict) -> str:
                 f"{_fmt(listed['requests_per_s'])} req/s, errors {listed['errors']}"
             )
         lines.append("")
+    if "metrics" in r:
+        m = r["metrics"]
+        lines.append(
+            f"9. Uploads with the metrics on and off ({m['image']}, {m['clients']} clients)"
+        )
+        for name, cell in m["cells"].items():
+            lines.append(
+                f"   metrics {name:<3} {_fmt(cell['requests_per_s']):>7} req/s, p50 "
+                f"{_fmt(cell['p50_ms'])} ms, server CPU {_fmt(cell['server_cpu_ms'], '.2f')} ms"
+                f"/upload, non201 {cell['bad_status']}, dropped {cell['dropped']}"
+            )
+        lines += [f"   on / off: {m['on_over_off']:.3f} (1.0: the metrics cost nothing)", ""]
     lines += ["Targets", f"{'target':<52} {'verdict':<7} measured"]
     for row in report["targets"]:
         lines.append(f"{row['target']:<52} {row['verdict']:<7} {row['measured']}")

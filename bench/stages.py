@@ -436,6 +436,43 @@ class Bench:
             "listing": listing,
         }
 
+    # --- 9: what the metrics cost ---------------------------------------------------------
+
+    def metrics(self) -> dict:
+        """Small-JPEG uploads through `up` with the metrics on (the default) and off
+        (METRICS=false), cells interleaved: what recording them costs, as a ratio in one run."""
+        stacks = {}
+        for name, value in (("on", "true"), ("off", "false")):
+            running = start_stack(
+                "up",
+                self.work / f"up-metrics-{name}",
+                WEB_SERVER_WORKERS=str(self.workers),
+                METRICS=value,
+            )
+            self.cleanup.callback(stop_stack, running)
+            stacks[name] = running
+        fixture = self.fixtures[SMALL_JPEG]
+        for running in stacks.values():  # warm-up: imports, connections, caches
+            upload_load(running.port, fixture, CLIENTS, duration_s=0.3)
+        trees = {n: stack.process_tree(running.proc.pid) for n, running in stacks.items()}
+        raw: dict[str, list[dict]] = {}
+        for _ in range(self.runs):
+            for name, running in stacks.items():
+                cpu0 = stack.tree_cpu_seconds(trees[name])
+                result = upload_load(running.port, fixture, CLIENTS, duration_s=self.plan.upload_s)
+                summary = result.summary()
+                cpu = stack.tree_cpu_seconds(trees[name]) - cpu0  # nginx + workers
+                summary["server_cpu_ms"] = cpu * 1000 / result.ok if result.ok else None
+                raw.setdefault(name, []).append(summary)
+                stack.clear_stored(running.images_dir)
+        cells = {name: summarize_runs(summaries) for name, summaries in raw.items()}
+        return {
+            "image": fixture.name,
+            "clients": CLIENTS,
+            "cells": cells,
+            "on_over_off": cells["on"]["requests_per_s"] / cells["off"]["requests_per_s"],
+        }
+
     # --- 7: the pipeline's steps ---------------------------------------------------------------
 
     def pipeline(self) -> dict:
@@ -451,6 +488,7 @@ STAGES: dict[str, tuple[str, Callable[[Bench], dict]]] = {
     "scaling": ("6. scaling", Bench.scaling),
     "pipeline": ("7. pipeline steps", Bench.pipeline),
     "scaleout": ("8. S3 + PostgreSQL beside local + SQLite", Bench.scaleout),
+    "metrics": ("9. uploads with the metrics on and off", Bench.metrics),
 }
 
 
