@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagehost.formats import FORMATS, IMAGE_NAME_PATTERN, THUMB_NAME_PATTERN
+from imagehost.formats import IMAGE_NAME_PATTERN, STORED, THUMB_NAME_PATTERN
 from imagehost.front import TEMPLATE, find_nginx, nginx_argv
 from imagehost.workers import descendants
 from tests.support.stack import free_port_range, terminate
@@ -190,7 +190,7 @@ def start_bare_nginx(root: Path, images_dir: Path, max_body: str = "10m") -> Bar
             images_dir=images_dir.resolve(),
             max_body=max_body,
             body_buffer=api_body_buffer(),
-            types="\n".join(f"        {f.content_type} {f.ext};" for f in FORMATS.values()),
+            types="\n".join(f"        {f.content_type} {f.ext};" for f in STORED.values()),
         )
     )
     log = open(root / "nginx.console", "ab")  # noqa: SIM115 (the child holds it)

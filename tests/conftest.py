@@ -44,6 +44,7 @@ LOCAL_FILES_ONLY = {
     "test_expiry.py": {},
     "test_limits.py": {},
     "test_metrics.py": {},
+    "test_heic.py": {},
     "test_dedupe.py": {
         "test_check_links_copies_and_recounts": "hard links in IMAGES_DIR and the SQLite file "
         "(a bucket has no links; the recount in PostgreSQL is in test_catalog)",

@@ -27,8 +27,10 @@ def test_health_and_config(server):
     assert health.status_code == 200 and health.json()["status"] == "ok"
     config = requests.get(f"{server.url}/api/config/", timeout=5).json()
     assert config["max_upload_bytes"] == 5 * 1024 * 1024
-    assert config["allowed_formats"] == ["jpeg", "png", "gif", "webp", "avif"]
+    assert config["allowed_formats"] == ["jpeg", "png", "gif", "webp", "avif", "heic"]
     assert ".jpeg" in config["allowed_extensions"] and config["uploads"] == "open"
+    assert {".heic", ".heif"} <= set(config["allowed_extensions"])
+    assert {"image/heic", "image/heif"} <= set(config["allowed_types"])
 
 
 def test_upload_fetch_list_delete(server):

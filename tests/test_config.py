@@ -19,7 +19,7 @@ def test_defaults():
         "open",
         "public",
     )
-    assert s.allowed_formats == ("jpeg", "png", "gif", "webp", "avif")
+    assert s.allowed_formats == ("jpeg", "png", "gif", "webp", "avif", "heic")
     assert s.web_server_workers >= 1 and s.strip_metadata is True
 
 

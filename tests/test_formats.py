@@ -7,11 +7,12 @@ import struct
 import zlib
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from PIL import Image
 
 from imagehost import formats
-from imagehost.formats import Corrupt, avif, exif, gif, jpeg, png, webp
+from imagehost.formats import Corrupt, avif, exif, gif, heic, jpeg, png, webp
 
 PACKAGE = Path(formats.__file__).parent
 TAIL = b"<html><script>alert(document.cookie)</script></html>"
@@ -31,7 +32,11 @@ def imported_modules(path: Path) -> set[str]:
 
 def encoded(fmt: str, size=(40, 30), **params) -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", size, "teal").save(buf, fmt, **params)
+    picture = Image.new("RGB", size, "teal")
+    if fmt == "HEIF":  # pillow-heif directly: the tests register no Pillow plugin either
+        pillow_heif.from_pillow(picture).save(buf, **params)
+    else:
+        picture.save(buf, fmt, **params)
     return buf.getvalue()
 
 
@@ -46,27 +51,120 @@ def png_chunk(ctype: bytes, payload: bytes) -> bytes:
 
 @pytest.mark.parametrize("module", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
 def test_no_module_of_formats_imports_pil(module):
-    """images.py is the only importer of Pillow; the container code stays plain Python."""
-    assert not {m for m in imported_modules(module) if m == "PIL" or m.startswith("PIL.")}
+    """images.py is the only importer of Pillow and pillow-heif; the container code stays plain
+    Python."""
+    decoders = {m.split(".")[0] for m in imported_modules(module)} & {"PIL", "pillow_heif"}
+    assert not decoders
 
 
 def test_container_modules_import_only_the_stdlib_and_the_shared_modules():
-    """base and exif import no sibling, the others only those two: no cycle through __init__."""
+    """base and exif import no sibling, the others only those two (heic also avif's box walk:
+    the same ISOBMFF container): no cycle through __init__."""
     for module in PACKAGE.glob("*.py"):
         relative = {m for m in imported_modules(module) if m.startswith(".")}
         if module.stem in ("base", "exif"):
             assert relative == set(), module.name
+        elif module.stem == "heic":
+            assert relative <= {".base", ".exif", ".avif"}, module.name
         elif module.stem != "__init__":
             assert relative <= {".base", ".exif"}, module.name
 
 
 def test_every_format_has_a_rewriter_and_sniffs_as_itself():
     samples = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF"}
+    samples["heic"] = "HEIF"
     assert tuple(samples) == formats.NAMES
     for name, pil_name in samples.items():
         found = formats.sniff(encoded(pil_name)[:512])
         assert found is formats.FORMATS[name]
-        assert found.pil_name == pil_name and callable(found.rewrite)
+        assert found.pil_name == pil_name
+        # A format stored as another is re-encoded, not rewritten.
+        assert callable(found.rewrite) == (found.stored_as is None)
+
+
+def test_heic_is_accepted_as_itself_but_stored_and_served_as_jpeg():
+    """Every list derived from the registry: HEIC may be uploaded, never stored or served."""
+    assert "heic" in formats.NAMES and "heic" not in formats.STORED
+    assert formats.stored_format("heic") is formats.FORMATS["jpeg"]
+    assert formats.stored_format("png") is formats.FORMATS["png"]
+    assert formats.EXTENSIONS == ("jpg", "png", "gif", "webp", "avif")
+    assert "image/heic" not in formats.STORED_TYPES and "image/jpeg" in formats.STORED_TYPES
+    assert not re.fullmatch(formats.IMAGE_NAME_PATTERN, "AbCdEfGhIjKlMnOp.heic")
+    assert re.fullmatch(formats.IMAGE_NAME_PATTERN, "AbCdEfGhIjKlMnOp.jpg")
+    assert formats.upload_types(["heic"]) == ("image/heic", "image/heif")
+    assert formats.upload_extensions(["heic", "jpeg"]) == (".heic", ".heif", ".jpg", ".jpeg")
+    assert set(formats.upload_types()) == set(formats.STORED_TYPES) | {"image/heic", "image/heif"}
+
+
+@pytest.mark.parametrize(
+    "brand, expected",
+    [
+        (b"heic", "heic"),
+        (b"heix", "heic"),
+        (b"hevc", "heic"),
+        (b"heim", "heic"),
+        (b"heis", "heic"),
+        (b"hevm", "heic"),
+        (b"hevs", "heic"),
+        (b"mif1", "heic"),
+        (b"avif", "avif"),
+        (b"avis", "avif"),
+        (b"isom", None),  # an MP4 video
+        (b"qt  ", None),
+    ],
+)
+def test_heif_brands_sniff_as_heic_and_avif_stays_avif(brand, expected):
+    for ftyp in (brand + b"\0\0\0\0mif1", b"mif1\0\0\0\0" + brand):  # major or compatible
+        head = struct.pack(">I", 8 + len(ftyp)) + b"ftyp" + ftyp
+        if brand in (b"isom", b"qt  "):
+            head = struct.pack(">I", 16) + b"ftyp" + brand + b"\0\0\0\0"
+        found = formats.sniff(head + b"\0" * 32)
+        assert (found.name if found else None) == expected, ftyp
+    # An AVIF that also lists 'mif1' and 'miaf' (as libavif writes) is AVIF.
+    assert formats.sniff(encoded("AVIF")[:512]) is formats.FORMATS["avif"]
+
+
+def _patch_ispe(data: bytes, width: int, height: int) -> bytes:
+    out = bytearray(data)
+    at = out.index(b"ispe") + 8  # box type, FullBox version and flags
+    struct.pack_into(">II", out, at, width, height)
+    return bytes(out)
+
+
+def test_heic_declared_reads_the_primary_size_and_orientation_boxes():
+    plain = heic.declared(encoded("HEIF", (128, 96)))
+    assert plain == heic.Declared(images=1, largest=(128, 96), transformed=False)
+    # Below 64 px libheif codes 64 and crops ('clap'): the ispe is an upper bound, as needed.
+    assert heic.declared(encoded("HEIF", (40, 30))).largest == (64, 64)
+    exif_6 = Image.Exif()
+    exif_6[exif.ORIENTATION_TAG] = 6  # pillow-heif turns it into irot (and keeps the tag)
+    turned = heic.declared(encoded("HEIF", (128, 96), exif=exif_6.tobytes()))
+    assert turned.transformed and turned.largest == (128, 96)  # ispe: as coded, before irot
+    bomb = _patch_ispe(encoded("HEIF", (128, 96)), 60000, 60000)
+    assert heic.declared(bomb).largest == (60000, 60000)
+
+
+def test_heic_declared_reads_a_grid_canvas_and_counts_no_tile_as_an_image():
+    grid = bytearray(encoded("HEIF", (256, 128), tile_size=64))
+    assert heic.declared(bytes(grid)) == heic.Declared(1, (256, 128), False)
+    payload = grid.index(b"idat") + 4  # the grid item's payload: version, flags, rows, columns
+    struct.pack_into(">HH", grid, payload + 4, 30000, 30000)  # a canvas its tiles do not cover
+    assert heic.declared(bytes(grid)).largest == (30000, 30000)
+
+
+def test_heic_declared_counts_every_top_level_image():
+    heif = pillow_heif.from_pillow(Image.new("RGB", (16, 16), "red"))
+    for colour in ("lime", "blue"):
+        heif.add_from_pillow(Image.new("RGB", (16, 16), colour))
+    out = io.BytesIO()
+    heif.save(out)
+    assert heic.declared(out.getvalue()).images == 3
+
+
+@pytest.mark.parametrize("cut", [0, 40, 200], ids=["empty", "ftyp-only", "meta-cut"])
+def test_heic_declared_is_corrupt_without_a_whole_meta_box(cut):
+    with pytest.raises(Corrupt):
+        heic.declared(encoded("HEIF")[:cut])
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence, PngImagePlugin
-from support.images import gif_with_frames, png_chunk
+from support.images import gif_with_frames, heic_bytes, heic_declaring, png_chunk
 
 from imagehost import errors, formats, images
 
@@ -190,6 +191,43 @@ def make_avif(path: Path, animated: bool = False) -> Path:
         xmp=XMP,
         icc_profile=icc_srgb(),
     )
+    return path
+
+
+def make_heic(path: Path, orientation: int = 6, mode: str = "RGB") -> Path:
+    """A phone-like HEIC: the quadrants stored turned, EXIF (GPS, camera) with `orientation`,
+    XMP and an ICC profile. pillow-heif writes the orientation as irot/imir and keeps the tag."""
+    picture = as_stored(displayed(), orientation).convert(mode)
+    exif = secret_exif(orientation if orientation != 1 else None)
+    path.write_bytes(
+        heic_bytes(picture, exif=exif.tobytes(), xmp=XMP, icc_profile=icc_srgb(), quality=80)
+    )
+    return path
+
+
+def heic_exif_orientation_only(path: Path, orientation: int) -> Path:
+    """A HEIC whose EXIF says `orientation` (3, 6 or 8: a turn) but which has no irot, as some
+    writers make them: the association of the irot pillow-heif writes is removed from 'ipma'."""
+    picture = as_stored(displayed(), orientation)
+    data = bytearray(heic_bytes(picture, exif=secret_exif(orientation).tobytes(), quality=80))
+    boxes = formats.avif.boxes
+    meta = next(b for b in boxes(data, 0, len(data)) if b[0] == b"meta")
+    iprp = next(b for b in boxes(data, meta[2] + 4, meta[3]) if b[0] == b"iprp")
+    ipco, ipma = (
+        next(b for b in boxes(data, iprp[2], iprp[3]) if b[0] == t) for t in (b"ipco", b"ipma")
+    )
+    properties = [b[0] for b in boxes(data, ipco[2], ipco[3])]
+    irot, ispe = properties.index(b"irot") + 1, properties.index(b"ispe") + 1
+    assert data[ipma[2]] == 0 and data[ipma[2] + 3] & 1 == 0  # 16-bit item ids, 7-bit indexes
+    pos = ipma[2] + 8
+    for _ in range(int.from_bytes(data[ipma[2] + 4 : ipma[2] + 8], "big")):
+        count = data[pos + 2]
+        for at in range(pos + 3, pos + 3 + count):
+            if data[at] & 0x7F == irot:
+                data[at] = ispe  # associated twice: harmless
+        pos += 3 + count
+    assert not formats.heic.declared(bytes(data)).transformed
+    path.write_bytes(bytes(data))
     return path
 
 
@@ -578,6 +616,38 @@ def bytes_of(data: bytes) -> Callable[[Path], bytes]:
     return lambda path: data
 
 
+def heic_grid_canvas(width: int, height: int) -> Callable[[Path], bytes]:
+    """A tiled HEIC whose grid payload declares width x height (its ispe and tiles are small)."""
+
+    def make(path: Path) -> bytes:
+        data = bytearray(heic_bytes(displayed((256, 128)), tile_size=64))
+        payload = data.index(b"idat") + 4  # version, flags, rows - 1, columns - 1, size
+        struct.pack_into(">HH", data, payload + 4, width, height)
+        return bytes(data)
+
+    return make
+
+
+def heic_coded_larger(path: Path) -> bytes:
+    """A HEIC whose HEVC picture is 1024x1024 but whose ispe says 64x64: libheif refuses it
+    before allocating the picture (the ispe is what we check)."""
+    data = bytearray(heic_bytes(Image.new("RGB", (1024, 1024), "gray"), quality=10))
+    struct.pack_into(">II", data, data.index(b"ispe") + 8, 64, 64)
+    return bytes(data)
+
+
+def heic_with_images(count: int) -> Callable[[Path], bytes]:
+    def make(path: Path) -> bytes:
+        heif = pillow_heif.from_pillow(displayed((64, 64)))
+        for _ in range(count - 1):
+            heif.add_from_pillow(displayed((64, 64)))
+        out = io.BytesIO()
+        heif.save(out, quality=50)
+        return out.getvalue()
+
+    return make
+
+
 REFUSALS = [
     # description, bytes maker, extra settings, expected class, expected code
     ("svg", bytes_of(b'<svg xmlns="http://www.w3.org/2000/svg"><script>1</script></svg>'),
@@ -590,8 +660,23 @@ REFUSALS = [
     ("empty file", bytes_of(b""), {}, errors.UnsupportedImage, "unsupported_type"),
     ("bmp", lambda p: pillow_bytes("BMP"), {}, errors.UnsupportedImage, "unsupported_type"),
     ("tiff", lambda p: pillow_bytes("TIFF"), {}, errors.UnsupportedImage, "unsupported_type"),
-    ("heic brand", bytes_of(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"),
-     {}, errors.UnsupportedImage, "unsupported_type"),
+    ("heic brand only", bytes_of(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"),
+     {}, errors.ImageRejected, "corrupt_image"),
+    ("heic when not allowed", lambda p: make_heic(p).read_bytes(),
+     {"allowed_formats": formats.STORED}, errors.UnsupportedImage, "unsupported_type"),
+    ("truncated heic", truncated(make_heic), {}, errors.ImageRejected, "corrupt_image"),
+    ("heic 60000x60000", bytes_of(heic_declaring(60000, 60000)),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("heic 8000x8000 over the default limit", bytes_of(heic_declaring(8000, 8000)),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("heic grid canvas 30000x30000", heic_grid_canvas(30000, 30000),
+     {}, errors.ImageRejected, "too_many_pixels"),
+    ("heic coded larger than its ispe", heic_coded_larger,
+     {}, errors.ImageRejected, "corrupt_image"),
+    ("small heic over a small limit", lambda p: make_heic(p).read_bytes(),
+     {"max_pixels": 100}, errors.ImageRejected, "too_many_pixels"),
+    ("heic with 3 images over max_frames", heic_with_images(3),
+     {"max_frames": 2}, errors.ImageRejected, "too_many_frames"),
     ("png when only jpeg allowed", lambda p: pillow_bytes("PNG"),
      {"allowed_formats": ("jpeg",)}, errors.UnsupportedImage, "unsupported_type"),
     ("truncated jpeg", truncated(make_jpeg), {}, errors.ImageRejected, "corrupt_image"),
@@ -699,3 +784,130 @@ def test_damaged_files_are_stored_or_refused_never_crash(tmp_path, fuzz_bases, k
 
 
 REFUSAL_CODES = ("unsupported_type", "corrupt_image", "too_many_pixels", "too_many_frames")
+
+
+# ---------------------------------------------------------------------------------------------
+# HEIC: stored as JPEG
+
+
+def test_heic_is_stored_as_a_right_way_up_jpeg_without_metadata(tmp_path):
+    """The iPhone case: irot and EXIF Orientation 6 both, GPS, XMP; turned once, not twice."""
+    source = make_heic(tmp_path / "upload.heic", orientation=6)
+    assert any(secret in source.read_bytes() for secret in SECRETS)
+    result = run(tmp_path, source)
+    info = result.info
+    assert (info.format, info.ext, info.content_type, info.frames) == (
+        "jpeg",
+        "jpg",
+        "image/jpeg",
+        1,
+    )
+    assert (info.width, info.height) == (480, 640)
+    stored = result.stored.read_bytes()
+    assert [secret for secret in SECRETS if secret in stored] == []
+    with Image.open(result.stored) as im:
+        assert im.format == "JPEG" and im.size == (480, 640)
+        assert not im.getexif() and "xmp" not in im.info and "exif" not in im.info
+        assert im.info.get("icc_profile") == icc_srgb()  # colours: kept, like every format
+        assert_right_way_up(im)
+    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640)))
+    # It reads back as what it is now: a stored JPEG.
+    assert images.inspect(result.stored, max_pixels=50_000_000) == info
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8], ids=lambda o: f"irot-for-{o}")
+def test_heic_orientation_from_irot_is_applied(tmp_path, orientation):
+    result = run(tmp_path, make_heic(tmp_path / "upload.heic", orientation=orientation))
+    with Image.open(result.stored) as im:
+        assert not im.getexif() and im.size == (480, 640)
+        assert_right_way_up(im)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8], ids=lambda o: f"exif-{o}")
+def test_heic_exif_orientation_without_irot_is_applied(tmp_path, orientation):
+    source = heic_exif_orientation_only(tmp_path / "upload.heic", orientation)
+    assert not formats.heic.declared(source.read_bytes()).transformed
+    result = run(tmp_path, source)
+    assert (result.info.width, result.info.height) == (480, 640)
+    with Image.open(result.stored) as im:
+        assert not im.getexif()
+        assert_right_way_up(im)
+    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640)))
+
+
+def test_heic_with_alpha_becomes_an_opaque_jpeg_on_white(tmp_path):
+    picture = displayed((128, 128), "RGBA")
+    picture.paste((0, 0, 0, 0), (0, 0, 64, 64))  # the top-left quadrant transparent
+    source = tmp_path / "upload.heic"
+    source.write_bytes(heic_bytes(picture))
+    with Image.open(run(tmp_path, source).stored) as im:
+        assert im.mode == "RGB"
+        assert all(v > 220 for v in im.getpixel((16, 16)))  # white where it was transparent
+        assert im.getpixel((100, 100))[2] < 60  # yellow stays yellow
+
+
+def test_heic_bomb_is_refused_before_libheif_reads_it(tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("libheif was handed a file the boxes already refuse")
+
+    monkeypatch.setattr(pillow_heif, "open_heif", never)
+    source = tmp_path / "bomb.heic"
+    source.write_bytes(heic_declaring(60000, 60000))
+    assert len(source.read_bytes()) < 2000
+    with pytest.raises(errors.ImageRejected) as caught:
+        run(tmp_path, source)
+    assert caught.value.code == "too_many_pixels"
+    assert not (tmp_path / "stored").exists() and not (tmp_path / "thumb.webp").exists()
+
+
+def test_heic_in_the_store_is_not_a_stored_image(tmp_path):
+    """check/reindex read stored files: a HEIC dropped in by hand is no image of ours."""
+    source = make_heic(tmp_path / "dropped.jpg")
+    with pytest.raises(errors.UnsupportedImage):
+        images.inspect(source, max_pixels=50_000_000)
+    with pytest.raises(errors.UnsupportedImage):
+        images.make_thumbnail(source, tmp_path / "t.webp")
+
+
+def test_heic_jpeg_quality_is_the_measured_one(tmp_path):
+    """The quality written beside the constant is the one used (Pillow's estimate from the
+    quantisation tables of a q88 JPEG)."""
+    result = run(tmp_path, make_heic(tmp_path / "upload.heic"))
+    with Image.open(result.stored) as im:
+        reference = io.BytesIO()
+        im.convert("RGB").save(reference, "JPEG", quality=images.HEIC_JPEG_QUALITY)
+        with Image.open(reference) as expected:
+            assert im.quantization == expected.quantization
+        assert im.layer[0][1:3] == (2, 2)  # 4:2:0: luma sampled twice each way
+
+
+@pytest.fixture(scope="module")
+def heic_base(tmp_path_factory) -> bytes:
+    folder = tmp_path_factory.mktemp("fuzz-heic")
+    return make_heic(folder / "base.heic").read_bytes()
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cut=st.floats(0, 1),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=8),
+)
+def test_damaged_heic_is_stored_or_refused_never_crashes(tmp_path, heic_base, cut, edits):
+    """Damage anywhere (the boxes we walk ourselves included) ends in a JPEG or our error."""
+    data = bytearray(heic_base)
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    source = tmp_path / "upload"
+    source.write_bytes(bytes(data[: max(1, int(cut * len(data)))]))
+    try:
+        result = run(tmp_path, source)
+    except errors.ApiError as refused:
+        assert refused.code in REFUSAL_CODES
+        return
+    assert result.info.format == "jpeg"
+    assert images.inspect(result.stored, max_pixels=LIMITS["max_pixels"]) == result.info

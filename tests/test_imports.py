@@ -94,7 +94,7 @@ def test_each_library_has_one_importer():
     for path in PACKAGE.rglob("*.py"):
         for lib in _imports(path)[1]:
             importers.setdefault(lib, set()).add(_module_name(path))
-    assert importers["PIL"] == {"imagehost.images"}
+    assert importers["PIL"] == importers["pillow_heif"] == {"imagehost.images"}
     assert importers["python_multipart"] == {"imagehost.uploads"}
     assert importers["dotenv"] == {"imagehost.config"}
     assert importers["prometheus_client"] == {"imagehost.metrics"}

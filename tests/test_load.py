@@ -24,7 +24,7 @@ WORKERS = 4
 LIST_EVERY = 5  # a client lists after every 5th of its uploads
 DELETE_EVERY = 8  # and deletes one of its own after every 8th
 # The formats the load mixes: all but AVIF, which has its own tests (test_images, test_hostile).
-FORMATS = [(f.pil_name, f.content_type) for f in formats.FORMATS.values() if f.name != "avif"]
+FORMATS = [(f.pil_name, f.content_type) for f in formats.STORED.values() if f.name != "avif"]
 
 
 def _source(index: int) -> tuple[bytes, str]:

@@ -158,18 +158,15 @@ def health(app: App, request: Request) -> Response:
 
 def client_config(app: App, request: Request) -> Response:
     s = app.settings
-    allowed = [formats.FORMATS[f] for f in s.allowed_formats]
-    extensions = [f".{f.ext}" for f in allowed]
-    if ".jpg" in extensions:
-        extensions.insert(extensions.index(".jpg") + 1, ".jpeg")
     return Response.json(
         {
             "max_upload_bytes": s.max_upload_bytes,
             "max_upload_mb": s.max_upload_mb,
             "max_image_pixels": s.max_image_pixels,
             "allowed_formats": list(s.allowed_formats),
-            "allowed_types": [f.content_type for f in allowed],
-            "allowed_extensions": extensions,
+            # what a browser may call such files: HEIC too, which is stored as JPEG
+            "allowed_types": list(formats.upload_types(s.allowed_formats)),
+            "allowed_extensions": list(formats.upload_extensions(s.allowed_formats)),
             "uploads": s.uploads,
             "listing": s.listing,
             "sharex_url": "/api/sharex.sxcu",

@@ -221,7 +221,7 @@ def _derived_values() -> dict[str, str]:
         "IMAGE_NAME": formats.IMAGE_NAME_PATTERN,
         "THUMB_NAME": formats.THUMB_NAME_PATTERN,
         "IMAGE_TYPES": f"\n{indent}".join(
-            f"{f.content_type} {f.ext};" for f in formats.FORMATS.values()
+            f"{f.content_type} {f.ext};" for f in formats.STORED.values()
         ),
         "HEADERS_IMAGE": headers.nginx_lines(headers.IMAGE, " " * 12),
         "HEADERS_PAGE": headers.nginx_lines(headers.PAGE, " " * 12),
@@ -274,7 +274,7 @@ def _bucket_values(settings: Settings) -> dict[str, str]:
         "S3_PATH_PREFIX": f"/{settings.s3_bucket}" if settings.s3_path_style else "",
         "S3_CACHE_VALID": S3_CACHE_VALID,
         "IMAGE_TYPE_MAP": "\n        ".join(
-            f"~\\.{f.ext}$ {f.content_type};" for f in formats.FORMATS.values()
+            f"~\\.{f.ext}$ {f.content_type};" for f in formats.STORED.values()
         ),
     }
 

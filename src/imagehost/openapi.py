@@ -405,7 +405,7 @@ SCHEMAS = {
             "original_name": {"type": "string"},
             "content_type": {
                 "type": "string",
-                "enum": [f.content_type for f in formats.FORMATS.values()],
+                "enum": list(formats.STORED_TYPES),  # never image/heic: stored as JPEG
             },
             "size": {"type": "integer", "minimum": 1},
             "width": {"type": "integer", "minimum": 1},
@@ -426,7 +426,7 @@ SCHEMAS = {
             "allowed_formats": {"type": "array", "items": {"enum": list(formats.NAMES)}},
             "allowed_types": {
                 "type": "array",
-                "items": {"enum": [f.content_type for f in formats.FORMATS.values()]},
+                "items": {"enum": list(formats.upload_types())},
             },
             "allowed_extensions": _STRINGS,
             "uploads": {"enum": ["open", "key"]},

@@ -7,10 +7,10 @@ import socket
 
 import requests
 
-from imagehost.formats import FORMATS
+from imagehost.formats import STORED
 
 UPLOAD_PATH = "/api/upload/"
-IMAGE_TYPES = {f.content_type for f in FORMATS.values()}
+IMAGE_TYPES = {f.content_type for f in STORED.values()}  # what a stored image is served as
 BOUNDARY = "test-b0undary"
 MULTIPART_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 

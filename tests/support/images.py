@@ -1,12 +1,14 @@
-"""Image bytes for the tests: small images made with Pillow, and containers built by hand where
-Pillow would not write them (polyglots, dimension bombs, a 100,000-frame GIF)."""
+"""Image bytes for the tests: small images made with Pillow (HEIC with pillow-heif), and
+containers built by hand where Pillow would not write them (polyglots, dimension bombs, a
+100,000-frame GIF)."""
 
 import io
 import os
 import struct
 import zlib
 
-from PIL import Image
+import pillow_heif
+from PIL import ExifTags, Image
 
 SCRIPT = b"<html><body><script>alert(document.domain)</script></body></html>"
 
@@ -144,3 +146,33 @@ def svg() -> bytes:
 def pdf() -> bytes:
     """A minimal PDF."""
     return b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+def gps_exif(orientation: int | None = 6) -> Image.Exif:
+    """EXIF as a phone writes it: Orientation (unless None), camera and a GPS position."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[ExifTags.Base.Orientation] = orientation
+    exif[ExifTags.Base.Make] = "Apple"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[1], gps[2], gps[3], gps[4] = "N", (48.0, 51.0, 29.0), "E", (2.0, 17.0, 40.0)
+    return exif
+
+
+def heic_bytes(picture: Image.Image, **save) -> bytes:
+    """`picture` as HEIC, e.g. heic_bytes(im, exif=gps_exif(6).tobytes(), xmp=b"…").
+
+    pillow-heif does what an iPhone does with an EXIF orientation: writes it as the irot/imir
+    properties (the pixels stay as given) and keeps the EXIF tag, the same turn twice over.
+    """
+    out = io.BytesIO()
+    pillow_heif.from_pillow(picture).save(out, quality=save.pop("quality", 90), **save)
+    return out.getvalue()
+
+
+def heic_declaring(width: int, height: int) -> bytes:
+    """A tiny HEIC (a few hundred bytes of HEVC) whose 'ispe' declares width x height."""
+    data = bytearray(heic_bytes(Image.new("RGB", (64, 64), "gray"), quality=30))
+    at = data.index(b"ispe") + 8  # box type, then the FullBox's version and flags
+    struct.pack_into(">II", data, at, width, height)
+    return bytes(data)

@@ -16,7 +16,7 @@ from .exif import minimal_tiff
 _CONTAINERS = frozenset((b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"))
 
 
-def _boxes(data: bytes | bytearray, start: int, end: int) -> Iterator[tuple[bytes, int, int, int]]:
+def boxes(data: bytes | bytearray, start: int, end: int) -> Iterator[tuple[bytes, int, int, int]]:
     """(type, box start, payload start, box end) for the boxes in data[start:end]."""
     pos = start
     while pos < end:
@@ -36,11 +36,11 @@ def _boxes(data: bytes | bytearray, start: int, end: int) -> Iterator[tuple[byte
         pos += size
 
 
-def _boxes_end(data: bytes | bytearray) -> int:
+def boxes_end(data: bytes | bytearray) -> int:
     """End of the last complete top-level box: bytes after it are not part of the file."""
     pos = 0
     try:
-        for _, _, _, end in _boxes(data, 0, len(data)):
+        for _, _, _, end in boxes(data, 0, len(data)):
             pos = end
     except Corrupt:
         pass
@@ -54,11 +54,11 @@ def _uint(data: bytes | bytearray, pos: int, size: int) -> int:
 def _metadata_items(data: bytearray, meta_start: int, meta_end: int) -> dict[int, bytes]:
     """item_ID -> item type, for the 'Exif' and 'mime' (XMP) items of a 'meta' box."""
     items: dict[int, bytes] = {}
-    for btype, _, payload, end in _boxes(data, meta_start, meta_end):
+    for btype, _, payload, end in boxes(data, meta_start, meta_end):
         if btype != b"iinf":
             continue
         first = payload + 4 + (2 if data[payload] == 0 else 4)  # FullBox, entry_count
-        for etype, _, entry, _ in _boxes(data, first, end):
+        for etype, _, entry, _ in boxes(data, first, end):
             version = data[entry]
             if etype != b"infe" or version < 2:
                 continue
@@ -70,10 +70,10 @@ def _metadata_items(data: bytearray, meta_start: int, meta_end: int) -> dict[int
     return items
 
 
-def _extents(data: bytes | bytearray, meta_start: int, meta_end: int) -> dict[int, list[range]]:
+def extents(data: bytes | bytearray, meta_start: int, meta_end: int) -> dict[int, list[range]]:
     """item_ID -> absolute byte ranges of its data, from the 'iloc' box (and 'idat')."""
-    idat = next((p for t, _, p, _ in _boxes(data, meta_start, meta_end) if t == b"idat"), None)
-    iloc = next((b for b in _boxes(data, meta_start, meta_end) if b[0] == b"iloc"), None)
+    idat = next((p for t, _, p, _ in boxes(data, meta_start, meta_end) if t == b"idat"), None)
+    iloc = next((b for b in boxes(data, meta_start, meta_end) if b[0] == b"iloc"), None)
     if iloc is None:
         return {}
     _, _, pos, iloc_end = iloc
@@ -85,7 +85,7 @@ def _extents(data: bytes | bytearray, meta_start: int, meta_end: int) -> dict[in
     count_size = 2 if version < 2 else 4
     count = _uint(data, pos, count_size)
     pos += count_size
-    extents: dict[int, list[range]] = {}
+    located: dict[int, list[range]] = {}
     for _ in range(count):
         if pos + count_size > iloc_end:
             raise Corrupt("iloc runs past its box")
@@ -114,8 +114,8 @@ def _extents(data: bytes | bytearray, meta_start: int, meta_end: int) -> dict[in
             elif method != 0:
                 offset = -1  # item-offset construction: not used for metadata by any encoder
             ranges.append(range(offset, offset + length if length else len(data)))
-        extents[item_id] = ranges
-    return extents
+        located[item_id] = ranges
+    return located
 
 
 def _blank(data: bytearray, ranges: list[range], replacement: bytes, filler: bytes) -> None:
@@ -140,11 +140,11 @@ def image_end(data: bytes) -> int:
     the cut copy, which this package cannot do (images.scrub does it). Raises Corrupt when the
     'meta' box's iloc runs past its box.
     """
-    boxes_end = _boxes_end(data)
-    meta = next((b for b in _boxes(data, 0, boxes_end) if b[0] == b"meta"), None)
-    extents = _extents(data, meta[2] + 4, meta[3]) if meta else {}
-    item_ends = [r.stop for ranges in extents.values() for r in ranges if r.start >= 0]
-    return min(len(data), max([boxes_end, *item_ends]))
+    last_box_end = boxes_end(data)
+    meta = next((b for b in boxes(data, 0, last_box_end) if b[0] == b"meta"), None)
+    located = extents(data, meta[2] + 4, meta[3]) if meta else {}
+    item_ends = [r.stop for ranges in located.values() for r in ranges if r.start >= 0]
+    return min(len(data), max([last_box_end, *item_ends]))
 
 
 def rewrite(
@@ -158,8 +158,7 @@ def rewrite(
     """
     out = bytearray(data)
     if strip:
-        boxes_end = _boxes_end(out)
-        top = list(_boxes(out, 0, boxes_end))
+        top = list(boxes(out, 0, boxes_end(out)))
         # Item data lives in mdat (or idat); blanking must not touch any track sample.
         holders = [range(payload, end) for btype, _, payload, end in top if btype == b"mdat"]
         samples = [r for b in top if b[0] == b"moov" for r in _track_samples(out, b[2], b[3])]
@@ -186,13 +185,13 @@ def _blank_items(
     Raises Corrupt rather than overwrite anything else: a metadata extent outside mdat/idat,
     or sharing bytes with another item or a track sample, only happens in a malformed file.
     """
-    extents = _extents(data, start, end)
+    located = extents(data, start, end)
     metadata = _metadata_items(data, start, end)
-    idat = [range(p, e) for t, _, p, e in _boxes(data, start, end) if t == b"idat"]
-    others = [r for item, ranges in extents.items() if item not in metadata for r in ranges]
+    idat = [range(p, e) for t, _, p, e in boxes(data, start, end) if t == b"idat"]
+    others = [r for item, ranges in located.items() if item not in metadata for r in ranges]
     others += samples
     for item_id, item_type in metadata.items():
-        ranges = extents.get(item_id, [])
+        ranges = located.get(item_id, [])
         for r in ranges:
             inside = any(h.start <= r.start and r.stop <= h.stop for h in holders + idat)
             if not inside or any(r.start < o.stop and o.start < r.stop for o in others):
@@ -210,7 +209,7 @@ def _blank_items(
 def _track_samples(data: bytearray, start: int, end: int) -> list[range]:
     """Byte ranges of every sample of every track in the moov box data[start:end]."""
     samples = []
-    for btype, _, payload, box_end in _boxes(data, start, end):
+    for btype, _, payload, box_end in boxes(data, start, end):
         if btype == b"stbl":
             samples += _stbl_samples(data, payload, box_end)
         elif btype in _CONTAINERS:
@@ -221,7 +220,7 @@ def _track_samples(data: bytearray, start: int, end: int) -> list[range]:
 def _stbl_samples(data: bytearray, start: int, end: int) -> list[range]:
     """Samples laid out as stsz (sizes), stco/co64 (chunk offsets) and stsc (runs) say."""
     tables = {
-        btype: (payload + 4, box_end) for btype, _, payload, box_end in _boxes(data, start, end)
+        btype: (payload + 4, box_end) for btype, _, payload, box_end in boxes(data, start, end)
     }
 
     def entries(name: bytes, width: int, skip: int = 0, fields: int = 1) -> list[int]:
@@ -262,7 +261,7 @@ def _stbl_samples(data: bytearray, start: int, end: int) -> list[range]:
 
 def _blank_boxes(data: bytearray, start: int, end: int) -> None:
     """Inside moov/trak/...: user data and vendor boxes become 'free' (ignored) with zeros."""
-    for btype, box, payload, box_end in _boxes(data, start, end):
+    for btype, box, payload, box_end in boxes(data, start, end):
         if btype in (b"udta", b"uuid"):
             _blank_box(data, box, payload, box_end)
         elif btype in _CONTAINERS:
