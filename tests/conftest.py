@@ -52,6 +52,13 @@ LOCAL_FILES_ONLY = {
 }
 
 
+# The two modes of a module's own stack (fixture `mode_settings`), as pytest parameters.
+STACK_MODES = [
+    pytest.param("local"),
+    pytest.param("pg+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+]
+
+
 def pytest_generate_tests(metafunc):
     """Run the `serve` tests of the modules in LOCAL_FILES_ONLY in both modes."""
     local_only = LOCAL_FILES_ONLY.get(Path(metafunc.definition.fspath).name)

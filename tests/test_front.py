@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import STACK_MODES
 from support.checks import put_by_hand
 from support.http import assert_error, upload
 from support.images import image_bytes
@@ -102,13 +103,9 @@ def access_line(running, request_id: str) -> str:
 
 # Every `up` here runs with local files + SQLite and with a bucket + PostgreSQL (issue 12,
 # test 1); the tests that start no `up` (the rendered config, fake workers) need no mode.
-MODES = [
-    pytest.param("local"),
-    pytest.param("pg+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
-]
 
 
-@pytest.fixture(scope="module", params=MODES)
+@pytest.fixture(scope="module", params=STACK_MODES)
 def stack(request, tmp_path_factory, mode_settings):
     """One `imagehost up` with 4 workers and MAX_UPLOAD_MB=1, for the tests that change nothing."""
     with mode_settings(request.param) as settings:
@@ -118,7 +115,7 @@ def stack(request, tmp_path_factory, mode_settings):
         stop_stack(running)
 
 
-@pytest.fixture(params=MODES)
+@pytest.fixture(params=STACK_MODES)
 def up_factory(request, tmp_path):
     """Start a private `imagehost up` (for tests that kill or stop its processes)."""
     started = []

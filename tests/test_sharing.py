@@ -10,6 +10,7 @@ import extruct
 import lxml.html
 import pytest
 import requests
+from conftest import STACK_MODES
 from support.http import assert_error, listed, uploaded
 from support.images import image_bytes
 from support.stack import start_stack, stop_stack, wait_for
@@ -385,13 +386,8 @@ def test_sharex_file_carries_the_admin_key_only_when_asked_with_it(serve_factory
 
 # --- through nginx ---------------------------------------------------------------------------
 
-MODES = [
-    pytest.param("local"),
-    pytest.param("pg+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
-]
 
-
-@pytest.fixture(scope="module", params=MODES)
+@pytest.fixture(scope="module", params=STACK_MODES)
 def stack(request, tmp_path_factory, mode_settings):
     with mode_settings(request.param) as settings:
         running = start_stack("up", tmp_path_factory.mktemp(f"share-{request.param}"), **settings)
