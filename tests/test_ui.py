@@ -170,7 +170,9 @@ def test_wrong_type_and_too_large_show_their_error_and_upload_nothing(serve_fact
 
     wrong_type = upload_row(page, "readme.txt")
     expect(wrong_type).to_have_attribute("data-state", "error")
-    expect(wrong_type.get_by_role("alert")).to_contain_text("Allowed: JPEG, PNG, GIF, WebP or AVIF")
+    expect(wrong_type.get_by_role("alert")).to_contain_text(
+        "Allowed: JPEG, PNG, GIF, WebP, AVIF or HEIC"
+    )
 
     # Only the renamed file went to the server (the other two were stopped in the browser),
     # and nothing was stored.
