@@ -2,8 +2,10 @@
 
 wrk measures the GETs; it cannot send a different multipart body per request from Python's
 side of the fence, so uploads use this client. Each client keeps one connection open and sends
-one prebuilt request after another (the bytes are built once, so the client's own cost per
-request is a write and a header parse). It records, per request, the latency from the first
+one request after another: request number n is `request(n)`, a few parts written in turn — a
+small part made per request (where the fixture's bytes differ, fixtures.Fixture.variant) and
+the large rest built once, so the client's own cost per request stays a write and a header
+parse. It records, per request, the latency from the first
 byte written to the last byte of the response, the status, and the bytes sent; a connection
 that breaks mid-request (reset, EOF, timeout) counts as *dropped*, apart from answers with an
 unexpected status.
@@ -13,6 +15,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.support.http import multipart, parse_response
@@ -92,11 +95,29 @@ def multipart_upload(
     return head.encode() + body
 
 
+Request = Callable[[int], tuple[bytes, ...]]  # upload number -> the parts to write, in order
+
+
+def varied_upload(whole: bytes, data: bytes, head: int, variant: Callable[[int], bytes]) -> Request:
+    """Request n of `whole` (a request carrying `data`) with data[:head] replaced by
+    variant(n), of the same length: the parts before and after it are built once."""
+    start = whole.index(data)
+    before, after = whole[:start], whole[start + head :]
+    return lambda n: (before, variant(n), after)
+
+
+def _same(request: bytes) -> Request:
+    """Every request the same bytes."""
+    parts = (request,)
+    return lambda n: parts
+
+
 async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parts: tuple[bytes, ...]
 ) -> tuple[int, bool]:
     """Send one request and read its whole answer; returns (status, server wants close)."""
-    writer.write(request)
+    for part in parts:
+        writer.write(part)
     await writer.drain()
     status, headers, _ = parse_response(await reader.readuntil(b"\r\n\r\n"))
     close = headers.get("connection", "").lower() == "close"
@@ -117,7 +138,7 @@ async def _exchange(
 async def _run(
     host: str,
     port: int,
-    request: bytes,
+    request: Request,
     payload_bytes: int,
     concurrency: int,
     duration_s: float | None,
@@ -132,18 +153,19 @@ async def _run(
     deadline = started + duration_s if duration_s is not None else None
     last_answer = [started]
 
-    def may_start() -> bool:
+    def may_start() -> int | None:
+        """The number of the next request, or None when the run is over."""
         if deadline is not None and time.monotonic() >= deadline:
-            return False
+            return None
         if count is not None and tally["started"] >= count:
-            return False
+            return None
         tally["started"] += 1
-        return True
+        return tally["started"] - 1
 
     async def client() -> None:
         reader = writer = None
         try:
-            while may_start():
+            while (number := may_start()) is not None:
                 try:
                     if writer is None:
                         reader, writer = await asyncio.wait_for(
@@ -151,7 +173,7 @@ async def _run(
                         )
                     t0 = time.monotonic()
                     status, close = await asyncio.wait_for(
-                        _exchange(reader, writer, request), timeout_s
+                        _exchange(reader, writer, request(number)), timeout_s
                     )
                     t1 = time.monotonic()
                 except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError):
@@ -193,7 +215,7 @@ async def _run(
 def run(
     host: str,
     port: int,
-    request: bytes,
+    request: Request | bytes,
     *,
     payload_bytes: int,
     concurrency: int,
@@ -202,13 +224,16 @@ def run(
     expect: int = 201,
     timeout_s: float = 30.0,
 ) -> Result:
-    """Send `request` over `concurrency` keep-alive connections for `duration_s` or `count`.
+    """Send `request` (the same bytes each time, or request(n) for the n-th) over
+    `concurrency` keep-alive connections for `duration_s` or `count`.
 
     Bounded either way: no request starts after the duration (or count) is used up, and each
     one gets at most `timeout_s` seconds, after which it counts as dropped.
     """
     if duration_s is None and count is None:
         raise ValueError("give a duration or a count")
+    if isinstance(request, bytes):
+        request = _same(request)
     return asyncio.run(
         _run(host, port, request, payload_bytes, concurrency, duration_s, count, expect, timeout_s)
     )

@@ -65,9 +65,11 @@ def upload_load(
 ) -> load.Result:
     """`clients` keep-alive connections uploading `fixture` to 127.0.0.1:port, within `bounds`
     (duration_s, count, timeout_s); /discard answers 204, the API 201."""
-    request = load.multipart_upload(
+    whole = load.multipart_upload(
         "127.0.0.1", port, path, fixture.data, fixture.filename, fixture.content_type
     )
+    # each upload distinct: the same bytes again would be stored as links (deduplication)
+    request = load.varied_upload(whole, fixture.data, fixture.head, fixture.variant)
     expect = 204 if path == "/discard" else 201
     return load.run(
         "127.0.0.1",
