@@ -122,26 +122,19 @@ class App:
     def handle(self, request: Request) -> Response:
         """Route and answer `request`, recording it in the metrics by route template."""
         start = time.perf_counter()
-        route = "unmatched"
+        route, status, code = "unmatched", 500, "internal_error"  # unless it ends otherwise
         try:
             match = self.router.match(request.method, request.path)
             route = match.route.pattern if match.route.summary else "frontend"
             request.params = match.params
             response = match.route.handler(self, request)
+            status, code = response.status, None
+            return response
         except ApiError as exc:
-            metrics.request_done(
-                route, request.method, exc.status, time.perf_counter() - start, exc.code
-            )
+            status, code = exc.status, exc.code
             raise
-        except Exception:
-            metrics.request_done(
-                route, request.method, 500, time.perf_counter() - start, "internal_error"
-            )
-            raise
-        metrics.request_done(
-            route, request.method, response.status, time.perf_counter() - start, None
-        )
-        return response
+        finally:
+            metrics.request_done(route, request.method, status, time.perf_counter() - start, code)
 
 
 def health(app: App, request: Request) -> Response:
@@ -215,15 +208,18 @@ def _upload(app: App, request: Request) -> Response:
     if length == 0:
         raise MissingFile("The request has no body; send the image.")
     content_type, name = request.header("Content-Type") or "", request.header("X-Filename")
-    asked = request.header("X-Expires-In")
-    expiry.lifetime(asked, s.default_expiry, s.max_expiry)  # refused before the body
+    # the header's lifetime, refused before the body is read
+    header_lifetime_s = expiry.lifetime(
+        request.header("X-Expires-In"), s.default_expiry, s.max_expiry
+    )
 
     def receive(spool: Path) -> uploads.Upload:
         """The body, then its lifetime: the form field wins over the header (both checked
         before the image is decoded or stored)."""
         got = uploads.receive(request.body, content_type, spool, s.max_upload_bytes, name)
-        requested = got.expires_in if got.expires_in is not None else asked
-        lifetime_s = expiry.lifetime(requested, s.default_expiry, s.max_expiry)
+        lifetime_s = header_lifetime_s
+        if got.expires_in is not None:
+            lifetime_s = expiry.lifetime(got.expires_in, s.default_expiry, s.max_expiry)
         # Checked again with the size known, before anything is stored (concurrent uploads
         # near the quota may pass it by at most what they hold between them).
         if quota and app.catalog.counters().bytes + got.size > quota:

@@ -57,6 +57,7 @@ from .maintenance import PENDING_BATCH, check
 from .store import LocalStore, Opened, Store, image_id_of, open_store
 from .store.keys import THUMBS, thumbnail_name
 from .store.scratch import IMAGES_TEMP_DIR
+from .views import size_in_words
 
 FORMAT = "imagehost backup"
 VERSION = 1  # of the folder's layout and manifest; restore refuses any other
@@ -110,7 +111,8 @@ class BackupReport:
                 "empty folder"
             )
         line = (
-            f"backup: {self.images} images ({self.files} files, {_size(self.bytes)}) of the "
+            f"backup: {self.images} images ({self.files} files, "
+            f"{size_in_words(self.bytes)}) of the "
             f"{self.catalog} catalog and the {self.store} store in {self.folder}, "
             f"{self.seconds:.2f} s"
         )
@@ -682,14 +684,3 @@ def _fsync(path: Path) -> None:
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
-
-
-def _size(count: int) -> str:
-    """Bytes in words: 812 bytes, 45.3 KB, 1.2 MB, 3.4 GB (powers of 1000)."""
-    if count < 1000:
-        return f"{count} bytes"
-    for unit in ("KB", "MB", "GB"):
-        count /= 1000
-        if count < 1000 or unit == "GB":
-            break
-    return f"{count:.1f} {unit}"

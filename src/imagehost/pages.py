@@ -17,10 +17,10 @@ from importlib import resources
 from urllib.parse import quote, urlsplit
 
 from . import formats, headers, images, rights
-from .catalog.base import ImageRow
+from .catalog.base import Album, ImageRow
 from .errors import FormatNotOffered, InvalidParameter, NotFound
 from .messages import Request, Response
-from .views import album_url, fit_within, image_url, share_url, thumbnail_url
+from .views import album_url, fit_within, image_url, share_url, size_in_words, thumbnail_url
 
 THEME_COLOR = "#1f5fd6"  # base.css's --accent
 SITE_NAME = "Image Host"
@@ -40,10 +40,11 @@ def share_page(app, request: Request) -> Response:
     if row is None:
         return _missing("This image is not here")
     base = request.base_url
+    described = _describe(row)
     values = {
         "title": row.original_name,
-        "description": _describe(row),
-        "meta": _describe(row),
+        "description": described,
+        "meta": described,
         "page_url": share_url(base, row.id),
         "image_url": image_url(base, row),
         "image_type": row.content_type,
@@ -61,8 +62,6 @@ def album_page(app, request: Request) -> Response:
     if album is None:
         return _missing("This album is not here")
     base = request.base_url
-    count = len(album.images)
-    title = album.row.title or f"Album of {count} image{'' if count == 1 else 's'}"
     first = album.images[0] if album.images else None
     image_meta = ""
     if first is not None:
@@ -79,8 +78,8 @@ def album_page(app, request: Request) -> Response:
             for key, value in tags.items()
         )
     values = {
-        "title": title,
-        "description": f"{count} image{'' if count == 1 else 's'}",
+        "title": _album_title(album),
+        "description": _count(album),
         "page_url": album_url(base, album.row.id),
         "oembed_url": _oembed_link(base, album_url(base, album.row.id)),
         "theme_color": THEME_COLOR,
@@ -171,12 +170,20 @@ def _embedded(app, path: str) -> tuple[str, ImageRow]:
     elif kind == "a":
         album = app.catalog.album(rest)
         if album is not None and album.images:
-            row = album.images[0]
-            count = len(album.images)
-            title = album.row.title or f"Album of {count} image{'' if count == 1 else 's'}"
+            row, title = album.images[0], _album_title(album)
     if row is None:
         raise NotFound("That URL is not an image, share page or album of this server.")
     return title or row.original_name, row
+
+
+def _count(album: Album) -> str:
+    count = len(album.images)
+    return f"{count} image{'' if count == 1 else 's'}"
+
+
+def _album_title(album: Album) -> str:
+    """Its title, or what it holds when it has none."""
+    return album.row.title or f"Album of {_count(album)}"
 
 
 def _album_item(base: str, row: ImageRow) -> str:
@@ -193,15 +200,8 @@ def _album_item(base: str, row: ImageRow) -> str:
 
 def _describe(row: ImageRow) -> str:
     kind = formats.BY_EXT[row.filename.rsplit(".", 1)[1]].name.upper()
-    return f"{row.width} × {row.height} {kind}, {_size(row.size)}, uploaded {row.created_at[:10]}"
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} MB"
+    size = size_in_words(row.size)
+    return f"{row.width} × {row.height} {kind}, {size}, uploaded {row.created_at[:10]}"
 
 
 def _oembed_link(base: str, page: str) -> str:

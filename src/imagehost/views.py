@@ -40,6 +40,19 @@ def fit_within(width: int, height: int, max_width: int, max_height: int | None =
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def size_in_words(count: int) -> str:
+    """Bytes as people read them, in powers of 1024 as the upload page shows them: 812 bytes,
+    45.3 KB, 1.2 MB, 3.4 GB."""
+    if count < 1024:
+        return f"{count} bytes"
+    value = float(count)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
 def image_json(row: ImageRow, base: str) -> dict:
     return {
         "id": row.id,

@@ -58,6 +58,11 @@ def timestamp(moment: datetime.datetime | None = None) -> str:
 # An image that has expired is gone for every reader from that moment, whether or not the
 # sweeper has removed its row yet; `{param}` is the current timestamp().
 LIVE = "(images.expires_at IS NULL OR images.expires_at > {param})"
+# Every counter and the expired rows not swept yet, in one read; `{param}`: now.
+COUNTERS = (
+    "SELECT name, value FROM counters UNION ALL"
+    " SELECT 'expired', count(*) FROM images WHERE expires_at <= {param}"
+)
 
 # What the 'bytes' counter should hold, from the rows: each shared file once (recount_bytes).
 BYTES_FROM_ROWS = (
@@ -87,6 +92,21 @@ def like_pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
+def listing_filters(
+    param: str, like: str, before_seq: int | None, query: str | None
+) -> tuple[str, tuple]:
+    """The WHERE clause of a listing page and its parameters, in a dialect's placeholder
+    (`?`, `%s`) and case-insensitive match (`LIKE`: SQLite folds ASCII letters only; `ILIKE`)."""
+    clauses, params = [LIVE.format(param=param)], [timestamp()]
+    if before_seq is not None:
+        clauses.append(f"seq < {param}")
+        params.append(before_seq)
+    if query:
+        clauses.append(f"original_name {like} {param} ESCAPE '\\'")
+        params.append(like_pattern(query))
+    return "WHERE " + " AND ".join(clauses), tuple(params)
+
+
 @dataclass(frozen=True)
 class Counters:
     """Kept by triggers in the database, so the listing's ETag and X-Total-Count are one read.
@@ -103,6 +123,12 @@ class Counters:
     epoch: int
     expired: int = 0
     bytes: int = 0
+
+    @classmethod
+    def from_rows(cls, rows) -> "Counters":
+        """From the (name, value) rows of COUNTERS."""
+        values = dict(rows)
+        return cls(*(values[name] for name in cls.__dataclass_fields__))
 
     @property
     def live(self) -> int:

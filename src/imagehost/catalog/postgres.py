@@ -43,6 +43,7 @@ from .base import (
     ALBUM_IMAGES,
     BYTES_FROM_ROWS,
     COLUMNS,
+    COUNTERS,
     FIELDS,
     LIVE,
     SHARED_ROWS,
@@ -52,7 +53,7 @@ from .base import (
     ImageGone,
     ImageRow,
     ImportConflict,
-    like_pattern,
+    listing_filters,
     migrations,
     timestamp,
     with_seq,
@@ -60,6 +61,7 @@ from .base import (
 
 log = logging.getLogger("imagehost.catalog")
 _LIVE = LIVE.format(param="%s")
+_COUNTERS = COUNTERS.format(param="%s")
 
 STATEMENT_TIMEOUT_S = 5.0
 POOL_TIMEOUT_S = 5.0
@@ -295,12 +297,12 @@ class PostgresCatalog:
         self, limit: int, before_seq: int | None = None, query: str | None = None
     ) -> list[ImageRow]:
         """Up to `limit` images, newest first, older than `before_seq`, matching `query`."""
-        where, params = _filters(before_seq, query)
+        where, params = _listing(before_seq, query)
         sql = f"SELECT {COLUMNS} FROM images {where} ORDER BY seq DESC LIMIT %s"
         return [ImageRow(*r) for r in self._rows(sql, (*params, limit))]
 
     def count(self, query: str) -> int:
-        where, params = _filters(None, query)
+        where, params = _listing(None, query)
         return self._rows(f"SELECT count(*) FROM images {where}", params)[0][0]
 
     def add_album(self, album: AlbumRow, image_ids: list[str]) -> bool:
@@ -348,16 +350,7 @@ class PostgresCatalog:
             return conn.execute("DELETE FROM albums WHERE id = %s", (album_id,)).rowcount > 0
 
     def counters(self) -> Counters:
-        values = dict(
-            self._rows(
-                "SELECT name, value FROM counters UNION ALL"
-                " SELECT 'expired', count(*) FROM images WHERE expires_at <= %s",
-                (timestamp(),),
-            )
-        )
-        return Counters(
-            values["total"], values["version"], values["epoch"], values["expired"], values["bytes"]
-        )
+        return Counters.from_rows(self._rows(_COUNTERS, (timestamp(),)))
 
     def album_ids(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT id FROM albums ORDER BY created_at, id")]
@@ -379,19 +372,6 @@ class PostgresCatalog:
                 (name, value),
             )
             return conn.execute("SELECT value FROM settings WHERE name = %s", (name,)).fetchone()[0]
-
-
-def _filters(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
-    """The WHERE clause of a listing page and its parameters (as the SQLite catalog's)."""
-    clauses, params = [_LIVE], [timestamp()]
-    if before_seq is not None:
-        clauses.append("seq < %s")
-        params.append(before_seq)
-    if query:
-        # ILIKE folds every letter; SQLite's LIKE only ASCII ones (the documented rule).
-        clauses.append("original_name ILIKE %s ESCAPE '\\'")
-        params.append(like_pattern(query))
-    return "WHERE " + " AND ".join(clauses), tuple(params)
 
 
 def _set_album_images(conn: psycopg.Connection, album_id: str, image_ids: list[str]) -> int:
@@ -469,3 +449,7 @@ def _closed_by_server(conn: psycopg.Connection) -> bool:
 def _first_line(exc: Exception) -> str:
     """libpq messages span lines (hints, "Is the server running…"); a start-up error is one."""
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), "unknown")
+
+
+def _listing(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
+    return listing_filters("%s", "ILIKE", before_seq, query)

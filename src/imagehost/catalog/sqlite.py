@@ -22,6 +22,7 @@ from .base import (
     ALBUM_IMAGES,
     BYTES_FROM_ROWS,
     COLUMNS,
+    COUNTERS,
     FIELDS,
     LIVE,
     SHARED_ROWS,
@@ -31,13 +32,14 @@ from .base import (
     ImageGone,
     ImageRow,
     ImportConflict,
-    like_pattern,
+    listing_filters,
     migrations,
     timestamp,
     with_seq,
 )
 
 _LIVE = LIVE.format(param="?")
+_COUNTERS = COUNTERS.format(param="?")
 
 BUSY_TIMEOUT_S = 5.0
 POOL_SIZE = 8  # idle connections kept per process
@@ -277,13 +279,13 @@ class SQLiteCatalog:
         self, limit: int, before_seq: int | None = None, query: str | None = None
     ) -> list[ImageRow]:
         """Up to `limit` images, newest first, older than `before_seq`, matching `query`."""
-        where, params = _filters(before_seq, query)
+        where, params = _listing(before_seq, query)
         sql = f"SELECT {COLUMNS} FROM images {where} ORDER BY seq DESC LIMIT ?"
         with self._connection() as conn:
             return [ImageRow(*r) for r in conn.execute(sql, (*params, limit)).fetchall()]
 
     def count(self, query: str) -> int:
-        where, params = _filters(None, query)
+        where, params = _listing(None, query)
         with self._connection() as conn:
             return conn.execute(f"SELECT count(*) FROM images {where}", params).fetchone()[0]
 
@@ -329,16 +331,8 @@ class SQLiteCatalog:
 
     def counters(self) -> Counters:
         with self._connection() as conn:
-            values = dict(
-                conn.execute(
-                    "SELECT name, value FROM counters UNION ALL"
-                    " SELECT 'expired', count(*) FROM images WHERE expires_at <= ?",
-                    (timestamp(),),
-                ).fetchall()
-            )
-        return Counters(
-            values["total"], values["version"], values["epoch"], values["expired"], values["bytes"]
-        )
+            rows = conn.execute(_COUNTERS, (timestamp(),)).fetchall()
+        return Counters.from_rows(rows)
 
     def album_ids(self) -> list[str]:
         with self._connection() as conn:
@@ -357,18 +351,6 @@ class SQLiteCatalog:
     def keep_setting(self, name: str, value: str) -> None:
         """None: one machine's catalog keeps no settings (the admin key stays in DATA_DIR)."""
         return None
-
-
-def _filters(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
-    """The WHERE clause of a listing page and its parameters."""
-    clauses, params = [_LIVE], [timestamp()]
-    if before_seq is not None:
-        clauses.append("seq < ?")
-        params.append(before_seq)
-    if query:
-        clauses.append("original_name LIKE ? ESCAPE '\\'")  # ASCII case-insensitive
-        params.append(like_pattern(query))
-    return "WHERE " + " AND ".join(clauses), tuple(params)
 
 
 def _set_album_images(conn: sqlite3.Connection, album_id: str, image_ids: list[str]) -> int:
@@ -392,3 +374,7 @@ def _statements(script: str) -> list[str]:
             statements.append(current.strip())
             current = ""
     return [s for s in statements if s]
+
+
+def _listing(before_seq: int | None, query: str | None) -> tuple[str, tuple]:
+    return listing_filters("?", "LIKE", before_seq, query)

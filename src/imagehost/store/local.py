@@ -82,20 +82,9 @@ class LocalStore:
         refuses an existing name atomically (create-only, as S3's If-None-Match: *), where a
         rename would replace it. The temporary names stay for the caller's scratch to remove.
         """
-        image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
         with disk_errors():
             _fsync_file(stored_temp)
-            self._link_new(thumb_temp, thumb)
-            try:
-                self._link_new(stored_temp, image)
-            except BaseException:
-                thumb.unlink(missing_ok=True)  # ours; the original under `image` is not
-                raise
-            try:
-                _fsync_dir(self.root)
-            except BaseException:
-                self.delete(filename)
-                raise
+            self._publish(stored_temp, thumb_temp, filename, image_id)
 
     def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
         """Give the stored image `existing` and its thumbnail the names of a new upload of the
@@ -105,26 +94,30 @@ class LocalStore:
         caller then commits its own copy)."""
         source = self.image_path(existing)
         source_thumb = self.thumbnail_path(image_id_of(existing))
-        image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
         with disk_errors():
             try:
-                self._link_new(source_thumb, thumb)
+                self._publish(source, source_thumb, filename, image_id)
             except FileNotFoundError:
                 return False
-            try:
-                self._link_new(source, image)
-            except FileNotFoundError:
-                thumb.unlink(missing_ok=True)
-                return False
-            except BaseException:
-                thumb.unlink(missing_ok=True)
-                raise
-            try:
-                _fsync_dir(self.root)
-            except BaseException:
-                self.delete(filename)
-                raise
         return True
+
+    def _publish(
+        self, image_source: Path, thumb_source: Path, filename: str, image_id: str
+    ) -> None:
+        """Link the thumbnail, then the image, under the new names (create-only), then fsync
+        the folder; on any error the new names are removed again and the error raised."""
+        image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
+        self._link_new(thumb_source, thumb)
+        try:
+            self._link_new(image_source, image)
+        except BaseException:
+            thumb.unlink(missing_ok=True)  # ours; the original under `image` is not
+            raise
+        try:
+            _fsync_dir(self.root)
+        except BaseException:
+            self.delete(filename)
+            raise
 
     def same_file(self, first: str, second: str) -> bool:
         """Whether two stored names are links to one file (deduplicated)."""
