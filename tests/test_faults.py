@@ -239,7 +239,7 @@ def test_disk_full_at_commit_refuses_cleanly(tmp_path, monkeypatch):
     def full(_path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store, "_fsync_file", full)
+    monkeypatch.setattr(store, "fsync_path", full)
     with pytest.raises(errors.StorageFull):
         app.handle(_request(data, "image/png"))
     assert app.store.image_files() == [] and app.store.thumbnail_ids() == []

@@ -56,6 +56,7 @@ from .formats import THUMBNAIL_EXT
 from .maintenance import PENDING_BATCH, check
 from .store import LocalStore, Opened, Store, image_id_of, open_store
 from .store.keys import THUMBS, thumbnail_name
+from .store.local import fsync_path
 from .store.scratch import IMAGES_TEMP_DIR
 from .views import size_in_words
 
@@ -193,7 +194,7 @@ def backup(settings: Settings, folder: Path, jobs: int = migrate.COPY_JOBS) -> B
     report.admin_key = _copy_admin_key(settings, folder)
     if report.ok:
         for sub in (target, target / THUMBS):  # every link on disk before the manifest
-            _fsync(sub)
+            fsync_path(sub)
         _write_private(folder / MANIFEST, json.dumps(_manifest(report), indent=2) + "\n")
     report.seconds = time.monotonic() - started
     return report
@@ -363,7 +364,7 @@ def _save(opened: Opened | None, path: Path) -> bool:
                 shutil.copy2(opened.path, path)  # its mtime too: the ETag stays the same
             except FileNotFoundError:
                 return False
-            _fsync(path)
+            fsync_path(path)
         return True
     try:
         with open(path, "wb") as out:
@@ -577,10 +578,10 @@ def _put_sqlite(backup_file: Path, path: Path) -> None:
     partial = path.with_name(f".{path.name}.restoring")
     shutil.copyfile(backup_file, partial)
     os.chmod(partial, PRIVATE_FILE)
-    _fsync(partial)
+    fsync_path(partial)
     path.with_name(path.name + "-shm").unlink(missing_ok=True)  # the old file's, if any
     os.replace(partial, path)
-    _fsync(path.parent)
+    fsync_path(path.parent)
 
 
 def _put_postgres(dump: Path, database_url: str) -> None:
@@ -671,15 +672,7 @@ def _write_private(path: Path, text: str) -> None:
         os.fsync(out.fileno())
     os.chmod(partial, PRIVATE_FILE)  # an existing file keeps its mode under O_CREAT
     os.replace(partial, path)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path.parent)
 
 
 def _first_line(text: str) -> str:

@@ -24,15 +24,8 @@ from .scratch import stale_temp_files as _stale_temp_files
 from .scratch import temp_path as _temp_path
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a folder (its entries: links made or removed in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -83,7 +76,7 @@ class LocalStore:
         rename would replace it. The temporary names stay for the caller's scratch to remove.
         """
         with disk_errors():
-            _fsync_file(stored_temp)
+            fsync_path(stored_temp)
             self._publish(stored_temp, thumb_temp, filename, image_id)
 
     def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
@@ -114,7 +107,7 @@ class LocalStore:
             thumb.unlink(missing_ok=True)  # ours; the original under `image` is not
             raise
         try:
-            _fsync_dir(self.root)
+            fsync_path(self.root)
         except BaseException:
             self.delete(filename)
             raise
@@ -140,7 +133,7 @@ class LocalStore:
                 temp.unlink(missing_ok=True)
                 os.link(src, temp)
                 os.replace(temp, dst)
-            _fsync_dir(self.root)
+            fsync_path(self.root)
 
     def _link_new(self, source: Path, target: Path) -> None:
         try:
@@ -218,7 +211,7 @@ class LocalStore:
     def adopt(self, path: Path, filename: str) -> None:
         """Give a file dropped into the folder by hand the stored name `filename` (reindex)."""
         os.rename(path, self.image_path(filename))
-        _fsync_dir(self.root)
+        fsync_path(self.root)
 
     def move_out(self, path: Path, folder: Path) -> None:
         """Move a file of the image folder (stored or foreign) into `folder`, outside it."""

@@ -44,6 +44,18 @@ function authHeaders(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
+/** The answer's JSON: an ApiError from its body when it is a refusal, bad_response when it is
+ * not JSON at all. */
+async function jsonOf(response) {
+  const text = await response.text();
+  if (!response.ok) throw errorFrom(response.status, text);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(response.status, "bad_response", "");
+  }
+}
+
 async function request(url, options = {}) {
   try {
     return await fetch(url, { credentials: "same-origin", cache: "no-store", ...options });
@@ -116,14 +128,7 @@ export async function fetchImages(url, etag = "") {
   if (etag) headers["If-None-Match"] = etag;
   const response = await request(url, { headers });
   if (response.status === 304) return { notModified: true };
-  const text = await response.text();
-  if (!response.ok) throw errorFrom(response.status, text);
-  let items;
-  try {
-    items = JSON.parse(text);
-  } catch {
-    throw new ApiError(response.status, "bad_response", "");
-  }
+  const items = await jsonOf(response);
   if (!Array.isArray(items)) throw new ApiError(response.status, "bad_response", "");
   const total = Number.parseInt(response.headers.get("X-Total-Count") || "", 10);
   return {
@@ -140,13 +145,7 @@ export async function fetchImage(filename) {
   const response = await request(`/api/upload/${encodeURIComponent(filename)}`, {
     headers: { Accept: "application/json" },
   });
-  const text = await response.text();
-  if (!response.ok) throw errorFrom(response.status, text);
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ApiError(response.status, "bad_response", "");
-  }
+  return jsonOf(response);
 }
 
 /** DELETE /api/upload/{filename} with this browser's delete token, or else the admin key. */
@@ -172,13 +171,7 @@ export async function createAlbum(images, title = "") {
     headers: authHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
     body: JSON.stringify(body),
   });
-  const text = await response.text();
-  if (!response.ok) throw errorFrom(response.status, text);
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ApiError(response.status, "bad_response", "");
-  }
+  return jsonOf(response);
 }
 
 function attachmentName(header, fallback) {
