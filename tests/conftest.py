@@ -28,9 +28,9 @@ def need(what: str, present: bool, reason: str) -> None:
 
 # Issue 12, test 1: the tests of these modules that start `serve` (fixtures `server`,
 # `serve_factory`) run twice — "local" (IMAGES_DIR + SQLite, the default) and "pg+s3" (a fresh
-# PostgreSQL database and the session's bucket, emptied around the test) — except those named
-# here, which look at local files; their pg+s3 run is skipped with the reason given.
-LOCAL_FILES_ONLY = {
+# PostgreSQL database and the session's bucket, emptied around the test) — except the tests
+# named under a module, which look at local files: their pg+s3 run is skipped with the reason.
+BOTH_MODES = {
     "test_api.py": {
         "test_upload_fetch_list_delete": "looks for the deleted files in IMAGES_DIR "
         "(test_multinode checks the bucket after a delete)",
@@ -60,8 +60,8 @@ STACK_MODES = [
 
 
 def pytest_generate_tests(metafunc):
-    """Run the `serve` tests of the modules in LOCAL_FILES_ONLY in both modes."""
-    local_only = LOCAL_FILES_ONLY.get(Path(metafunc.definition.fspath).name)
+    """Run the `serve` tests of the modules in BOTH_MODES in both modes."""
+    local_only = BOTH_MODES.get(Path(metafunc.definition.fspath).name)
     if local_only is None or "serve_factory" not in metafunc.fixturenames:
         return
     reason = local_only.get(metafunc.definition.originalname)
