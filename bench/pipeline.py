@@ -77,7 +77,7 @@ def _timed(call: Callable[[], object]) -> tuple[float, object]:
 
 def measure(source: Path, repeats: int, scratch: Path) -> dict:
     """Median ms of each step and of the whole process() call, for one input file."""
-    stored, thumbnail = scratch / "stored", scratch / "thumb.webp"
+    stored, thumbnail = scratch / "stored", scratch / "thumb"
     samples: dict[str, list[float]] = {step: [] for step in (*STEPS, "process")}
     for _ in range(repeats):
         ms, probe = _timed(lambda: images.detect(source, **LIMITS))
@@ -85,7 +85,8 @@ def measure(source: Path, repeats: int, scratch: Path) -> dict:
         ms, decoded = _timed(lambda: images.verify(source, probe))  # noqa: B023 (called now)
         samples["verify"].append(ms)
         orientation = decoded.orientation
-        ms, _ = _timed(lambda: images.write_thumbnail(decoded, thumbnail))  # noqa: B023
+        kind = formats.THUMBNAILS[formats.FORMATS[probe.format].thumbnail]
+        ms, _ = _timed(lambda: images.write_thumbnail(decoded, thumbnail, kind))  # noqa: B023
         samples["thumbnail"].append(ms)
         ms, _ = _timed(
             lambda: images.scrub(source, stored, probe.format, orientation, strip=True)  # noqa: B023

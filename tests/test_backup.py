@@ -20,9 +20,10 @@ from support.images import image_bytes
 from support.seaweed import boto3_client
 from support.stack import base_env, run_cli, wait_for
 
-from imagehost import backup, config, formats, headers, rights
+from imagehost import backup, config, headers, rights
 from imagehost.catalog import open_catalog
 from imagehost.catalog.sqlite import SQLiteCatalog
+from imagehost.store.keys import thumbnail_key
 
 MODES = [
     pytest.param("local", id="local"),
@@ -95,7 +96,7 @@ class UploadLoad:
 
 
 def thumb_key(item: dict) -> str:
-    return f"thumbs/{item['id']}.{formats.THUMBNAIL_EXT}"
+    return thumbnail_key(item["filename"])
 
 
 def delete(url: str, item: dict, **headers: str) -> int:

@@ -18,7 +18,7 @@ from support.compose import FIRST_WORKER_PORT, HTTP_TIMEOUT, Stack, compose_up
 from support.http import uploaded
 from support.images import image_bytes
 
-from imagehost.formats import THUMBNAIL_EXT
+from imagehost.store.keys import thumbnail_key
 
 pytestmark = pytest.mark.compose
 
@@ -101,7 +101,7 @@ def test_uploads_are_spread_over_both_nodes_and_stored_in_the_bucket(stack, imag
         with Image.open(io.BytesIO(served.content)) as got, Image.open(io.BytesIO(sent)) as im:
             assert got.tobytes() == im.convert(got.mode).tobytes()
         assert in_bucket(stack, image["filename"]) == 200
-        assert in_bucket(stack, f"thumbs/{image['id']}.{THUMBNAIL_EXT}") == 200
+        assert in_bucket(stack, thumbnail_key(image["filename"])) == 200
     # no node keeps images on a disk of its own
     assert not (stack.folder / "images").exists()
     for service in ("backend", "backend-b"):
@@ -134,7 +134,7 @@ def test_the_nodes_share_one_admin_key(stack):
 
 def test_a_delete_reaches_the_catalog_and_the_bucket(stack):
     image = uploaded(stack.url, image_bytes("PNG", seed=7), "gone.png")  # never fetched: uncached
-    thumb = f"thumbs/{image['id']}.{THUMBNAIL_EXT}"
+    thumb = thumbnail_key(image["filename"])
     gone = requests.delete(
         image["delete_url"], headers={"X-Delete-Token": image["delete_token"]}, timeout=30
     )

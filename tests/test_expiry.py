@@ -19,6 +19,7 @@ from imagehost import expiry, sweeper
 from imagehost.catalog import open_catalog
 from imagehost.catalog.base import timestamp
 from imagehost.store import LocalStore
+from imagehost.store.keys import thumbnail_key
 
 SHORT_S = 2  # the lifetime of the images that expire during a test
 # From an image's expiry, its files are gone within one sweeper round; slack for a busy CI.
@@ -151,9 +152,9 @@ def test_an_expired_image_is_gone_at_once_and_its_files_within_a_round(server):
     )
     assert_error(owner, 404, "not_found")  # nothing to delete: it is gone already
 
-    gone = {short["filename"], f"thumbs/{short['id']}.webp"}
+    gone = {short["filename"], thumbnail_key(short["filename"])}
     wait_for(lambda: not (gone & stored_keys(server)), SWEPT_WITHIN_S, "the sweeper")
-    assert {kept["filename"], f"thumbs/{kept['id']}.webp"} <= stored_keys(server)
+    assert {kept["filename"], thumbnail_key(kept["filename"])} <= stored_keys(server)
     assert "removed 1 expired images" in (server.log_dir / "app.log").read_text()
     checked = server.cli("check")
     assert checked.returncode == 0 and "clean" in checked.stdout, checked.stdout
@@ -173,7 +174,7 @@ def test_two_sweepers_remove_each_expired_image_once(kind, tmp_path, request):
     later = [image_row(n, "later", expires_at=future) for n in range(5)]
     catalogs[0].add_many(expired + later + [image_row(0, "kept")])
     for row in expired + later:
-        for path in (store.image_path(row.filename), store.thumbnail_path(row.id)):
+        for path in (store.image_path(row.filename), store.thumbnail_path(row.filename)):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x")
     removed: list[list[str]] = [[], []]

@@ -242,7 +242,7 @@ def test_disk_full_at_commit_refuses_cleanly(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "fsync_path", full)
     with pytest.raises(errors.StorageFull):
         app.handle(_request(data, "image/png"))
-    assert app.store.image_files() == [] and app.store.thumbnail_ids() == []
+    assert app.store.image_files() == [] and app.store.thumbnail_names() == []
     assert list(app.store.temp.iterdir()) == []
     assert app.catalog.filenames() == set()
     monkeypatch.undo()

@@ -4,6 +4,7 @@ Which worker answered is read from LOG_DIR/app.log (`role=worker:PORT rid=…`),
 request id nginx hands back; no header tells a client which worker it reached.
 """
 
+import io
 import os
 import re
 import signal
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import STACK_MODES
-from support.checks import put_by_hand
-from support.http import assert_error, upload
+from PIL import Image
+from support.checks import put_by_hand, remove_by_hand, stored_keys
+from support.http import assert_error, upload, uploaded
 from support.images import image_bytes
 from support.stack import (
     accepts,
@@ -31,7 +33,8 @@ from support.stack import (
     worker_ports,
 )
 
-from imagehost import config, front, workers
+from imagehost import config, front, headers, workers
+from imagehost.store.keys import thumbnail_key
 
 
 def settings_for(root: Path, **env: str) -> config.Settings:
@@ -384,7 +387,7 @@ def test_nginx_errors_on_the_api_are_json(stack):
         "/images/short.jpg",
         "/images/",
         "/images/thumbs/",
-        "/images/thumbs/AAAAAAAAAAAAAAAA.jpg",
+        "/images/thumbs/AAAAAAAAAAAAAAAA.png",
         "/images/thumbs/../.tmp/x.part",
         "/.env",
         "/js/.secret",
@@ -401,7 +404,7 @@ def test_only_stored_names_are_served(stack, path):
         "AAAAAAAAAAAAAAAA.html",
         "AAAAAAAAAAAAAAAA.svg",
         "short.jpg",
-        "thumbs/AAAAAAAAAAAAAAAA.jpg",
+        "thumbs/AAAAAAAAAAAAAAAA.png",  # thumbnails are .jpg or .webp
     ):
         put_by_hand(stack, name, secret)
     resp = requests.get(stack.url + path, timeout=10, allow_redirects=False)
@@ -581,3 +584,29 @@ def test_listing_etag_survives_gzip(stack):
         headers={"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]},
     )
     assert again.status_code == 304
+
+
+@pytest.mark.nginx
+def test_a_missing_thumbnail_is_made_on_its_first_request(stack):
+    """A thumbnail lost (it is not fsynced: a power cut) or never made under its name (JPEG
+    originals had WebP thumbnails before) is made from its original by a worker on its first
+    request, then served from storage; the thumbnail name of no image stays our 404."""
+    jpeg = uploaded(stack.url, image_bytes("JPEG", (640, 480), 31), "photo.jpg", "image/jpeg")
+    png = uploaded(stack.url, image_bytes("PNG", (640, 480), 32), "screen.png")
+    for image, thumb_type in ((jpeg, "image/jpeg"), (png, "image/webp")):
+        key = thumbnail_key(image["filename"])
+        assert image["thumbnail_url"] == f"{stack.url}/images/{key}"
+        remove_by_hand(stack, key)
+        assert key not in stored_keys(stack)
+        made = requests.get(image["thumbnail_url"], timeout=10)
+        assert made.status_code == 200 and made.headers["Content-Type"] == thumb_type
+        assert made.headers["Cache-Control"] == headers.IMAGE_CACHE
+        assert "sandbox" in made.headers["Content-Security-Policy"]
+        with Image.open(io.BytesIO(made.content)) as im:
+            assert Image.MIME[im.format] == thumb_type and im.size == (320, 240)
+        assert key in stored_keys(stack)
+        again = requests.get(image["thumbnail_url"], timeout=10)
+        assert again.status_code == 200 and again.content == made.content
+    legacy = f"{stack.url}/images/thumbs/{jpeg['id']}.webp"  # not this JPEG's name (any more)
+    for url in (legacy, f"{stack.url}/images/thumbs/NoSuchImage00000.jpg"):
+        assert_error(requests.get(url, timeout=10), 404, "not_found")

@@ -251,9 +251,12 @@ class Run:
 
 
 def run(tmp_path: Path, source: Path, **overrides) -> Run:
-    stored, thumbnail = tmp_path / "stored", tmp_path / "thumb.webp"
+    stored, thumbnail = tmp_path / "stored", tmp_path / "thumb"
     limits = {**LIMITS, "strip_metadata": True, **overrides}
     info = images.process(source, stored, thumbnail, **limits)
+    if info.own_thumbnail:  # nothing written: the stored file is the thumbnail
+        assert not thumbnail.exists()
+        thumbnail = stored
     return Run(source, stored, thumbnail, info)
 
 
@@ -282,9 +285,14 @@ def assert_right_way_up(im: Image.Image) -> None:
         assert all(abs(a - b) < 40 for a, b in zip(got, want, strict=True)), (where, got, want)
 
 
-def assert_thumbnail(path: Path, expected_size: tuple[int, int]) -> Image.Image:
+def thumbnail_format(info: images.ImageInfo) -> str:
+    """What the thumbnail of an upload stored as `info` is encoded as (JPEG for JPEGs)."""
+    return formats.THUMBNAILS[formats.FORMATS[info.format].thumbnail].pil_name
+
+
+def assert_thumbnail(path: Path, expected_size: tuple[int, int], fmt: str) -> Image.Image:
     with Image.open(path) as thumb:
-        assert thumb.format == "WEBP"
+        assert thumb.format == fmt
         assert max(thumb.size) <= images.THUMBNAIL_MAX_SIDE
         w, h = expected_size
         scale = min(1, images.THUMBNAIL_MAX_SIDE / max(w, h))
@@ -439,7 +447,7 @@ def test_avif_xmp_item_pointing_at_pixels_is_refused_not_blanked(tmp_path):
 @pytest.mark.parametrize("orientation", range(1, 9), ids=lambda o: f"orientation-{o}")
 def test_jpeg_thumbnail_is_right_way_up(tmp_path, orientation):
     result = run(tmp_path, make_jpeg(tmp_path / "upload.jpg", orientation=orientation))
-    thumb = assert_thumbnail(result.thumbnail, (480, 640))
+    thumb = assert_thumbnail(result.thumbnail, (480, 640), "JPEG")
     assert thumb.size == (240, 320)
     assert_right_way_up(thumb)
     assert (result.info.width, result.info.height) == (480, 640)
@@ -450,7 +458,8 @@ def test_jpeg_thumbnail_is_right_way_up(tmp_path, orientation):
 def test_thumbnail_of_each_format(tmp_path, kind):
     source = MAKERS[kind](tmp_path / "upload")
     result = run(tmp_path, source)
-    thumb = assert_thumbnail(result.thumbnail, (result.info.width, result.info.height))
+    size = (result.info.width, result.info.height)
+    thumb = assert_thumbnail(result.thumbnail, size, thumbnail_format(result.info))
     assert_right_way_up(thumb)  # the first frame, orientation applied
     with Image.open(result.thumbnail) as im:
         assert getattr(im, "n_frames", 1) == 1
@@ -461,7 +470,7 @@ def test_big_photo_thumbnail_is_320_on_the_long_side(tmp_path):
     source = tmp_path / "big.jpg"
     as_stored(displayed((3000, 4000)), 6).save(source, "JPEG", exif=secret_exif(6))
     result = run(tmp_path, source)
-    thumb = assert_thumbnail(result.thumbnail, (3000, 4000))
+    thumb = assert_thumbnail(result.thumbnail, (3000, 4000), "JPEG")
     assert thumb.size == (240, 320)
     assert_right_way_up(thumb)
 
@@ -486,7 +495,7 @@ def _mode_fixture(path: Path, mode: str) -> Path:
 @pytest.mark.parametrize("mode", ["P+transparency", "I;16", "CMYK", "L-jpeg", "LA", "1", "RGBA"])
 def test_thumbnail_mode_conversions(tmp_path, mode):
     result = run(tmp_path, _mode_fixture(tmp_path / "upload", mode))
-    thumb = assert_thumbnail(result.thumbnail, (900, 600))
+    thumb = assert_thumbnail(result.thumbnail, (900, 600), thumbnail_format(result.info))
     assert thumb.mode in ("RGB", "RGBA")
     if mode == "I;16":  # scaled to 8 bits, not clipped to white
         assert thumb.convert("L").getpixel((10, 10)) < 200
@@ -499,7 +508,7 @@ def test_big_transparent_png_is_shrunk_in_bands(tmp_path):
     picture.putalpha(Image.new("L", picture.size, 200))
     picture.save(source, "PNG")
     result = run(tmp_path, source)
-    thumb = assert_thumbnail(result.thumbnail, (3000, 2000))
+    thumb = assert_thumbnail(result.thumbnail, (3000, 2000), "WEBP")
     assert thumb.mode == "RGBA" and thumb.getpixel((5, 5))[3] == 200
     assert_right_way_up(thumb)
 
@@ -515,14 +524,45 @@ def test_orientation_only_in_xmp_is_kept_as_exif(tmp_path):
     with Image.open(result.stored) as im:
         assert dict(im.getexif()) == {ExifTags.Base.Orientation: 8}
     assert upright(result.stored).tobytes() == upright(source).tobytes()
-    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640)))
+    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640), "JPEG"))
 
 
 def test_make_thumbnail_from_a_stored_file(tmp_path):
     result = run(tmp_path, make_jpeg(tmp_path / "upload.jpg", orientation=8))
-    again = tmp_path / "again.webp"
+    again = tmp_path / "again.jpg"
     images.make_thumbnail(result.stored, again)
-    assert_right_way_up(assert_thumbnail(again, (480, 640)))
+    assert_right_way_up(assert_thumbnail(again, (480, 640), "JPEG"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "own"),
+    [
+        ("jpeg", True),
+        ("webp-still", True),
+        ("cmyk-jpeg", False),
+        ("webp-animated", False),
+        ("png", False),
+        ("big-jpeg", False),
+    ],
+)
+def test_a_small_still_jpeg_or_webp_is_its_own_thumbnail(tmp_path, kind, own):
+    """Within the thumbnail size and of a format whose thumbnails are that format, the stored
+    file itself is the thumbnail: nothing is encoded."""
+    source = tmp_path / "upload"
+    small = displayed((240, 180))
+    if kind in ("jpeg", "big-jpeg", "cmyk-jpeg", "turned-jpeg"):
+        picture = displayed((640, 480)) if kind == "big-jpeg" else small
+        picture = picture.convert("CMYK" if kind == "cmyk-jpeg" else "RGB")
+        picture.save(source, "JPEG", exif=secret_exif(6) if kind == "turned-jpeg" else b"")
+    elif kind == "png":
+        small.save(source, "PNG")
+    else:
+        frames = [small, small.transpose(Image.Transpose.ROTATE_180)]
+        extra = {"save_all": True, "append_images": frames[1:]} if kind == "webp-animated" else {}
+        small.save(source, "WEBP", **extra)
+    result = run(tmp_path, source)
+    assert result.info.own_thumbnail is own
+    assert (result.thumbnail == result.stored) is own
 
 
 def test_inspect_reports_like_process(tmp_path):
@@ -810,7 +850,7 @@ def test_heic_is_stored_as_a_right_way_up_jpeg_without_metadata(tmp_path):
         assert not im.getexif() and "xmp" not in im.info and "exif" not in im.info
         assert im.info.get("icc_profile") == icc_srgb()  # colours: kept, like every format
         assert_right_way_up(im)
-    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640)))
+    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640), "JPEG"))
     # It reads back as what it is now: a stored JPEG.
     assert images.inspect(result.stored, max_pixels=50_000_000) == info
 
@@ -832,7 +872,7 @@ def test_heic_exif_orientation_without_irot_is_applied(tmp_path, orientation):
     with Image.open(result.stored) as im:
         assert not im.getexif()
         assert_right_way_up(im)
-    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640)))
+    assert_right_way_up(assert_thumbnail(result.thumbnail, (480, 640), "JPEG"))
 
 
 def test_heic_with_alpha_becomes_an_opaque_jpeg_on_white(tmp_path):
@@ -857,7 +897,7 @@ def test_heic_bomb_is_refused_before_libheif_reads_it(tmp_path, monkeypatch):
     with pytest.raises(errors.ImageRejected) as caught:
         run(tmp_path, source)
     assert caught.value.code == "too_many_pixels"
-    assert not (tmp_path / "stored").exists() and not (tmp_path / "thumb.webp").exists()
+    assert not (tmp_path / "stored").exists() and not (tmp_path / "thumb").exists()
 
 
 def test_heic_in_the_store_is_not_a_stored_image(tmp_path):

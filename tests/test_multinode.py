@@ -28,7 +28,7 @@ from support.stack import accepts, base_env, free_port_range, terminate, wait_fo
 
 from imagehost import config, front, headers, maintenance
 from imagehost.catalog.base import migrations
-from imagehost.formats import THUMBNAIL_EXT, THUMBNAIL_TYPE
+from imagehost.store.keys import thumbnail_key
 
 pytestmark = [pytest.mark.multinode, pytest.mark.nginx, pytest.mark.postgres, pytest.mark.s3]
 
@@ -116,7 +116,7 @@ def bucket_object(nodes: Nodes, key: str) -> dict:
 
 def keys_of(image: dict) -> set[str]:
     """The bucket keys of an image the API described: its original and its thumbnail."""
-    return {image["filename"], f"thumbs/{image['id']}.{THUMBNAIL_EXT}"}
+    return {image["filename"], thumbnail_key(image["filename"])}
 
 
 def error_code(resp: requests.Response) -> str:
@@ -144,8 +144,8 @@ def test_an_upload_on_node_a_is_listed_by_node_b_and_served_from_the_bucket(node
     original = bucket_object(nodes, image["filename"])
     assert original["ContentType"] == "image/png"
     assert original["CacheControl"] == headers.IMAGE_CACHE
-    thumb = bucket_object(nodes, f"thumbs/{image['id']}.{THUMBNAIL_EXT}")
-    assert thumb["ContentType"] == THUMBNAIL_TYPE
+    thumb = bucket_object(nodes, thumbnail_key(image["filename"]))
+    assert thumb["ContentType"] == "image/webp"  # a PNG's
     assert thumb["CacheControl"] == headers.IMAGE_CACHE
 
     for _ in range(2):  # a cache miss (from the bucket), then a hit (nginx's copy)

@@ -12,13 +12,15 @@ from support.http import assert_error, listed, upload, uploaded
 from support.images import image_bytes, noise_png
 from support.stack import free_port_range, start_stack
 
-from imagehost import api, config, errors, formats, headers, maintenance
+from imagehost import api, config, errors, headers, maintenance
 from imagehost.store import ObjectExists, open_store
 from imagehost.store import s3 as s3_store
+from imagehost.store.keys import thumbnail_key
 
 MODES = ["local", pytest.param("s3", marks=pytest.mark.s3)]
 IMAGE_ID = "StoreContract123"
 FILENAME = f"{IMAGE_ID}.png"
+THUMB = f"{IMAGE_ID}.webp"  # the thumbnail of a PNG
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -77,7 +79,7 @@ def commit(store, image: bytes, thumb: bytes, filename: str = FILENAME) -> None:
     with store.scratch("stored") as stored, store.scratch("thumb.webp") as thumbnail:
         stored.write_bytes(image)
         thumbnail.write_bytes(thumb)
-        store.commit(stored, thumbnail, filename, filename.rsplit(".", 1)[0])
+        store.commit(stored, thumbnail, filename)
 
 
 def read_all(opened) -> bytes:
@@ -97,10 +99,10 @@ def test_commit_list_read_delete(store, tmp_path, bucket):
     before = time.time()
     commit(store, image, thumb)
 
-    assert store.image_files() == [FILENAME] and store.thumbnail_ids() == [IMAGE_ID]
-    assert set(store.images()) == {FILENAME} and set(store.thumbnails()) == {IMAGE_ID}
+    assert store.image_files() == [FILENAME] and store.thumbnail_names() == [THUMB]
+    assert set(store.images()) == {FILENAME} and set(store.thumbnails()) == {THUMB}
     assert before - 5 < store.images()[FILENAME] < time.time() + 5
-    assert store.has_thumbnail(IMAGE_ID) and not store.has_thumbnail("NoSuchImage1234")
+    assert store.has_thumbnail(FILENAME) and not store.has_thumbnail("NoSuchImage1234.png")
     assert store.info(FILENAME).size == len(image)
     with store.local_copy(FILENAME) as copy:
         assert copy.read_bytes() == image
@@ -108,7 +110,7 @@ def test_commit_list_read_delete(store, tmp_path, bucket):
     opened = store.open_image(FILENAME)
     assert opened.size == len(image) and not opened.unchanged
     assert read_all(opened) == image
-    assert read_all(store.open_thumbnail(IMAGE_ID)) == thumb
+    assert read_all(store.open_thumbnail(THUMB)) == thumb
     again = store.open_image(FILENAME, opened.etag)
     assert again.unchanged and again.etag == opened.etag
     with contextlib.suppress(AttributeError):
@@ -118,8 +120,8 @@ def test_commit_list_read_delete(store, tmp_path, bucket):
 
     store.delete(FILENAME)
     store.delete(FILENAME)  # already gone: not an error
-    assert store.image_files() == [] and store.thumbnail_ids() == []
-    assert store.open_image(FILENAME) is None and store.open_thumbnail(IMAGE_ID) is None
+    assert store.image_files() == [] and store.thumbnail_names() == []
+    assert store.open_image(FILENAME) is None and store.open_thumbnail(THUMB) is None
     with pytest.raises(FileNotFoundError):
         store.info(FILENAME)
     with pytest.raises(FileNotFoundError), store.local_copy(FILENAME):
@@ -139,7 +141,7 @@ def test_commit_never_overwrites_and_cleans_up(store, tmp_path, bucket):
         seaweed.boto3_client().put_object(Bucket=name, Key=FILENAME, Body=foreign)
     with pytest.raises(ObjectExists):
         commit(store, image_bytes("PNG"), b"RIFF-thumbnail")
-    assert store.thumbnail_ids() == []
+    assert store.thumbnail_names() == []
     with store.local_copy(FILENAME) as copy:
         assert copy.read_bytes() == foreign
     assert list(store.temp.iterdir()) == []
@@ -149,11 +151,11 @@ def test_thumbnails_are_replaced_and_removed(store, tmp_path):
     commit(store, image_bytes("PNG"), b"first")
     with store.scratch("thumb.webp") as newer:
         newer.write_bytes(b"second")
-        store.put_thumbnail(newer, IMAGE_ID)
-    assert read_all(store.open_thumbnail(IMAGE_ID)) == b"second"
-    store.delete_thumbnail(IMAGE_ID)
-    store.delete_thumbnail(IMAGE_ID)
-    assert not store.has_thumbnail(IMAGE_ID) and store.image_files() == [FILENAME]
+        store.put_thumbnail(newer, FILENAME)
+    assert read_all(store.open_thumbnail(THUMB)) == b"second"
+    store.delete_thumbnail(THUMB)
+    store.delete_thumbnail(THUMB)
+    assert not store.has_thumbnail(FILENAME) and store.image_files() == [FILENAME]
 
 
 def test_reject_moves_an_original_out(store, tmp_path):
@@ -195,14 +197,14 @@ def test_objects_carry_type_and_cache_control(store, tmp_path, bucket):
         "StoreContract123.png",
         "StoreContract456.jpg",
         "thumbs/StoreContract123.webp",
-        "thumbs/StoreContract456.webp",
+        "thumbs/StoreContract456.jpg",  # a JPEG's thumbnail is a JPEG
     ]
     types = {key: head["ContentType"] for key, head in found.items()}
     assert types == {
         "StoreContract123.png": "image/png",
         "StoreContract456.jpg": "image/jpeg",
-        "thumbs/StoreContract123.webp": formats.THUMBNAIL_TYPE,
-        "thumbs/StoreContract456.webp": formats.THUMBNAIL_TYPE,
+        "thumbs/StoreContract123.webp": "image/webp",
+        "thumbs/StoreContract456.jpg": "image/jpeg",
     }
     assert {head.get("CacheControl") for head in found.values()} == {headers.IMAGE_CACHE}
 
@@ -277,7 +279,7 @@ def test_serve_streams_images_from_the_bucket(s3_serve):
         assert again.status_code == 304 and again.content == b""
         thumb = requests.get(item["thumbnail_url"], timeout=10)
         assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/webp"
-        assert thumb.content == bucket_bytes(bucket, f"thumbs/{item['id']}.webp")
+        assert thumb.content == bucket_bytes(bucket, thumbnail_key(item["filename"]))
     head = requests.head(image["url"], timeout=10)
     assert head.status_code == 200 and head.content == b""
 
@@ -290,7 +292,7 @@ def test_serve_streams_images_from_the_bucket(s3_serve):
         image["delete_url"], headers={"X-Delete-Token": image["delete_token"]}, timeout=10
     )
     assert gone.status_code == 204
-    assert sorted(objects_in(bucket)) == sorted([big["filename"], f"thumbs/{big['id']}.webp"])
+    assert sorted(objects_in(bucket)) == sorted([big["filename"], thumbnail_key(big["filename"])])
     assert_error(requests.get(image["url"], timeout=10), 404, "not_found")
     assert_error(requests.get(image["thumbnail_url"], timeout=10), 404, "not_found")
     assert list((running.data_dir / "tmp").iterdir()) == []
@@ -319,8 +321,8 @@ def test_s3_down_answers_503_then_recovers(s3_serve):
         [
             kept["filename"],
             again["filename"],
-            f"thumbs/{kept['id']}.webp",
-            f"thumbs/{again['id']}.webp",
+            thumbnail_key(kept["filename"]),
+            thumbnail_key(again["filename"]),
         ]
     )
     assert list((running.data_dir / "tmp").iterdir()) == []
@@ -337,7 +339,7 @@ def test_check_repairs_the_bucket_after_the_grace_period(s3_serve):
     lost = uploaded(running.url, image_bytes("PNG", seed=6))  # its original will vanish
     bare = uploaded(running.url, image_bytes("PNG", seed=7))  # its thumbnail will vanish
     client.delete_object(Bucket=name, Key=lost["filename"])
-    client.delete_object(Bucket=name, Key=f"thumbs/{bare['id']}.webp")
+    client.delete_object(Bucket=name, Key=thumbnail_key(bare["filename"]))
     orphan = "OrphanObject1234.png"  # an object whose row never came (a node killed)
     client.put_object(Bucket=name, Key=orphan, Body=image_bytes("PNG", seed=8, size=(40, 30)))
     junk = "JunkObject123456.jpg"
@@ -360,7 +362,7 @@ def test_check_repairs_the_bucket_after_the_grace_period(s3_serve):
     # the lost image's thumbnail too: its row goes, so a real run deletes it with the row
     assert set(dry.orphan_thumbnails) == {
         "thumbs/OrphanThumb12345.webp",
-        f"thumbs/{lost['id']}.webp",
+        thumbnail_key(lost["filename"]),
     }
     assert len(objects_in(bucket)) == 5  # a dry run changes nothing
 
@@ -373,7 +375,7 @@ def test_check_repairs_the_bucket_after_the_grace_period(s3_serve):
     assert_error(requests.get(lost["url"], timeout=10), 404, "not_found")
     assert requests.get(names[orphan]["thumbnail_url"], timeout=10).status_code == 200
     assert sorted(objects_in(bucket)) == sorted(
-        [bare["filename"], orphan, f"thumbs/{bare['id']}.webp", "thumbs/OrphanObject1234.webp"]
+        [bare["filename"], orphan, thumbnail_key(bare["filename"]), "thumbs/OrphanObject1234.webp"]
     )
     assert maintenance.check(settings, orphan_grace_s=0).clean
     result = running.cli("check")  # the command, with its default grace period

@@ -21,8 +21,8 @@ from support.stack import start_stack, stop_stack, wait_for
 from imagehost import config, maintenance, sweeper
 from imagehost.catalog import FILE_NAME, Catalog, open_catalog
 from imagehost.errors import ServiceUnavailable
-from imagehost.formats import THUMBNAIL_EXT
 from imagehost.store import LocalStore
+from imagehost.store.keys import thumbnail_key
 from imagehost.store.s3 import RETRY_TIMEOUT_S
 
 KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -142,7 +142,7 @@ def test_two_sweepers_on_one_catalog_never_hold_the_lock_at_once(catalogs):
 
 def stored(store: LocalStore, n: int) -> list[Path]:
     """The two files of row(n) written straight into the local store."""
-    paths = [store.image_path(row(n).filename), store.thumbnail_path(row(n).id)]
+    paths = [store.image_path(row(n).filename), store.thumbnail_path(row(n).filename)]
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
@@ -213,7 +213,7 @@ def test_a_delete_while_s3_is_down_is_swept_once_it_is_back(tmp_path):
         try:
             image = uploaded(running.url, image_bytes("PNG", seed=21))
             kept = uploaded(running.url, image_bytes("PNG", seed=22))
-            keys = {image["filename"], f"thumbs/{image['id']}.{THUMBNAIL_EXT}"}
+            keys = {image["filename"], thumbnail_key(image["filename"])}
             assert keys <= bucket_keys(weed)
             catalog = open_catalog(config.load(running.env, env_file=None))
             try:
@@ -236,7 +236,7 @@ def test_a_delete_while_s3_is_down_is_swept_once_it_is_back(tmp_path):
                 )
                 assert time.monotonic() - back < SWEPT_WITHIN_S
                 assert catalog.pending_deletes(0, 10) == []
-                kept_keys = {kept["filename"], f"thumbs/{kept['id']}.{THUMBNAIL_EXT}"}
+                kept_keys = {kept["filename"], thumbnail_key(kept["filename"])}
                 assert kept_keys <= bucket_keys(weed)  # nothing else swept
                 assert "the sweeper removes them" in running.console  # logged at warning
             finally:

@@ -28,6 +28,7 @@ from .messages import Request, Response, Stream
 from .openapi import spec
 from .routing import Route, Router
 from .store import Opened, open_store
+from .store.keys import thumbnail_type
 from .sweeper import SWEEP_INTERVAL_S, Sweeper
 from .views import delete_page_url, image_json
 
@@ -84,7 +85,7 @@ def _routes() -> list[Route]:
         Route("GET", "/a/{page_id}", pages.album_page, "An album's page"),
         # files: nginx serves these itself in `up`; here for `serve`
         Route("GET", "/images/{filename}", image_file, "The stored image"),
-        Route("GET", "/images/thumbs/{thumbname}", thumbnail_file, "Its WebP thumbnail"),
+        Route("GET", "/images/thumbs/{thumbname}", thumbnail_file, "Its thumbnail (JPEG or WebP)"),
         Route("GET", "/", page, ""),
         Route("GET", "/{asset}", page, ""),
     ]
@@ -333,9 +334,14 @@ def image_file(app: App, request: Request) -> Response:
 
 
 def thumbnail_file(app: App, request: Request) -> Response:
-    image_id = request.params["thumbname"].rsplit(".", 1)[0]
-    opened = app.store.open_thumbnail(image_id, request.header("If-None-Match"))
-    return _send(opened, formats.THUMBNAIL_TYPE, IMAGE_HEADERS)
+    """A thumbnail; one that is missing is made from its original first (nginx sends a
+    thumbnail's first request here when it finds no file or object)."""
+    name = request.params["thumbname"]
+    etag = request.header("If-None-Match")
+    opened = app.store.open_thumbnail(name, etag)
+    if opened is None and app.ingest.make_missing_thumbnail(name):
+        opened = app.store.open_thumbnail(name, etag)
+    return _send(opened, thumbnail_type(name), IMAGE_HEADERS)
 
 
 def _send(opened: Opened | None, ctype: str, kind_headers: dict[str, str]) -> Response:

@@ -7,7 +7,7 @@ A backup folder holds:
     catalog.pgdump         PostgreSQL: `pg_dump --format=custom` (the admin key is in it)
     admin_key              DATA_DIR/admin_key, when there is one
     images/{id}.{ext}      every original the catalog snapshot names, under its stored name
-    images/thumbs/{id}.webp  and its thumbnail (images/ is laid out as IMAGES_DIR)
+    images/thumbs/{id}.jpg   and its thumbnail (.webp but for JPEGs; laid out as IMAGES_DIR)
 
 The catalog is snapshotted first, then the files it names are copied: from a local folder by
 hard link (stored files are create-only and never rewritten, so a link is a safe copy), or a
@@ -52,9 +52,8 @@ from .catalog import FILE_NAME, Catalog, open_catalog
 from .catalog.sqlite import BUSY_TIMEOUT_S, SQLiteCatalog
 from .config import Settings
 from .errors import ApiError, ServiceUnavailable
-from .formats import THUMBNAIL_EXT
 from .maintenance import PENDING_BATCH, check
-from .store import LocalStore, Opened, Store, image_id_of, open_store
+from .store import LocalStore, Opened, Store, open_store
 from .store.keys import THUMBS, thumbnail_name
 from .store.local import fsync_path
 from .store.scratch import IMAGES_TEMP_DIR
@@ -327,14 +326,13 @@ class Copied:
 def _copy_image(store: Store, catalog: Catalog, target: Path, filename: str) -> Copied | None:
     """One original, then its thumbnail, into `target`; None when the image was deleted since
     the snapshot (nothing of it is left in `target` then)."""
-    image_id = image_id_of(filename)
     image = target / filename
-    thumb = target / THUMBS / thumbnail_name(image_id)
+    thumb = target / THUMBS / thumbnail_name(filename)
     if not _save(store.open_image(filename), image):
         return None
     remade = False
     try:
-        if not _save(store.open_thumbnail(image_id), thumb):
+        if not _save(store.open_thumbnail(thumb.name), thumb):
             # Gone with its image (a delete removes the original, then the thumbnail), or
             # lost on its own: `imagehost check` would make it again, so the backup does.
             if catalog.get(filename) is None:
@@ -524,9 +522,9 @@ def _refuse_unless_empty(
         where = f"PostgreSQL at {_libpq(settings.database_url)[2]}"
         with contextlib.closing(open_catalog(settings)) as catalog:
             _refuse_if_used(catalog, where)
-    ids = {image_id_of(name) for name in names}
+    thumbs = {thumbnail_name(name) for name in names}
     foreign = sorted(in_store.keys() - set(names)) + sorted(
-        f"{THUMBS}/{i}.{THUMBNAIL_EXT}" for i in thumbs_in_store.keys() - ids
+        f"{THUMBS}/{name}" for name in thumbs_in_store.keys() - thumbs
     )
     if foreign:
         raise BackupError(

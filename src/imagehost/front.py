@@ -232,6 +232,16 @@ def _derived_values() -> dict[str, str]:
             f"error_page {status} ={error.status} {ERROR_PREFIX}{error.code};"
             for status, error in NGINX_ERRORS.items()
         ),
+        # The file locations': a missing file (403 without read rights) is $imagehost_missing.
+        "ERROR_PAGES_FILES": "\n            ".join(
+            ["error_page 403 404 = $imagehost_missing;"]
+            + [
+                f"error_page {status} ={error.status} {ERROR_PREFIX}{error.code};"
+                for status, error in NGINX_ERRORS.items()
+                if status not in (403, 404)
+            ]
+        ),
+        "NOT_FOUND_PAGE": f"{ERROR_PREFIX}{errors.NotFound.code}",
         "ERROR_LOCATIONS": "\n".join(
             _error_location(error) for error in dict.fromkeys(NGINX_ERRORS.values())
         ).strip(),

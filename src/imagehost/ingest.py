@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import formats, images, metrics, rights
+from . import images, metrics, rights
 from .catalog import Catalog, ImageRow
 from .catalog.base import timestamp
 from .config import Settings
 from .errors import ImageRejected, UnsupportedImage
 from .store import Store, disk_errors, image_id_of, new_image_id
+from .store.keys import thumbnail_name
 from .uploads import Upload
 
 # Uploads processed (decoded, thumbnailed, scrubbed) at once per worker process; the others wait
@@ -87,7 +88,7 @@ class Ingest:
         with (
             self.store.scratch("upload") as received,
             self.store.scratch("stored") as stored,
-            self.store.scratch(f"thumb.{formats.THUMBNAIL_EXT}") as thumbnail,
+            self.store.scratch("thumb") as thumbnail,
         ):
             with disk_errors():
                 with metrics.step("receive"):
@@ -108,8 +109,9 @@ class Ingest:
             filename = f"{image_id}.{info.ext}"
             with metrics.step("store"):
                 twin = content_hash and self.catalog.find_by_hash(content_hash)
-                if not (twin and self.store.link_existing(twin.filename, filename, image_id)):
-                    self.store.commit(stored, thumbnail, filename, image_id)
+                if not (twin and self.store.link_existing(twin.filename, filename)):
+                    own = stored if info.own_thumbnail else thumbnail
+                    self.store.commit(stored, own, filename)
         token, token_hash = rights.new_delete_token()
         now = datetime.datetime.now(datetime.UTC)
         expires_at = None
@@ -165,8 +167,8 @@ class Ingest:
                     content_hash=content_hash,  # check links it to its twins, if any
                 )
             )
-            if not self.store.has_thumbnail(row.id):
-                self._thumbnail_from(local, row.id)
+            if not self.store.has_thumbnail(row.filename):
+                self._thumbnail_from(local, row.filename)
         return row
 
     def adopt(self, path: Path) -> ImageRow:
@@ -186,15 +188,23 @@ class Ingest:
         or gone (it stays listed, without a thumbnail)."""
         try:
             with self.store.local_copy(filename) as local:
-                return self._thumbnail_from(local, image_id_of(filename))
+                return self._thumbnail_from(local, filename)
         except FileNotFoundError:
             return False
 
-    def _thumbnail_from(self, original: Path, image_id: str) -> bool:
-        with self.store.scratch(f"thumb.{formats.THUMBNAIL_EXT}") as temp:
+    def make_missing_thumbnail(self, thumb_name: str) -> bool:
+        """Make the thumbnail `thumb_name` of a listed image that has none (its first request):
+        False when no live image has a thumbnail of that name, or its original is unreadable."""
+        row = self.catalog.get_by_id(thumb_name.rsplit(".", 1)[0])
+        if row is None or thumbnail_name(row.filename) != thumb_name:
+            return False
+        return self.remake_thumbnail(row.filename)
+
+    def _thumbnail_from(self, original: Path, filename: str) -> bool:
+        with self.slots, self.store.scratch("thumb") as temp:  # a decode: one at a time
             try:
                 images.make_thumbnail(original, temp)
             except (UnsupportedImage, ImageRejected):
                 return False
-            self.store.put_thumbnail(temp, image_id)
+            self.store.put_thumbnail(temp, filename)
         return True

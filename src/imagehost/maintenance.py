@@ -16,9 +16,9 @@ from pathlib import Path
 from .catalog import Catalog, open_catalog
 from .config import Settings
 from .errors import ImageRejected, UnsupportedImage
-from .formats import THUMBNAIL_EXT
 from .ingest import ImageLimits, Ingest
-from .store import LocalStore, Store, image_id_of, open_store
+from .store import LocalStore, Store, open_store
+from .store.keys import thumbnail_name
 from .sweeper import sweep
 
 REJECTED_DIR = "rejected"  # in DATA_DIR: files reindex found not to be images we accept
@@ -139,21 +139,23 @@ def check(
         # Every image file left but those of pending deletes is indexed now (or would be, in a
         # dry run): its thumbnail should exist, and a thumbnail without an image file is an
         # orphan.
+        # (An older store's WebP thumbnail of a JPEG original is such an orphan: JPEG
+        # originals have JPEG thumbnails now, made here or on their first request.)
         image_files = store.image_files()
-        live_ids = {image_id_of(f) for f in image_files}
+        wanted = {thumbnail_name(f) for f in image_files}
         thumbnails = store.thumbnails()
         skipped = young | pending
         for filename in image_files:
-            if filename not in skipped and image_id_of(filename) not in thumbnails:
+            if filename not in skipped and thumbnail_name(filename) not in thumbnails:
                 report.missing_thumbnails.append(filename)
                 if not dry_run:
                     ingest.remake_thumbnail(filename)
-        for image_id in sorted(thumbnails.keys() - live_ids):
-            if in_flight(thumbnails[image_id]):
+        for name in sorted(thumbnails.keys() - wanted):
+            if in_flight(thumbnails[name]):
                 continue  # an upload writes its thumbnail first
-            report.orphan_thumbnails.append(f"thumbs/{image_id}.{THUMBNAIL_EXT}")
+            report.orphan_thumbnails.append(f"thumbs/{name}")
             if not dry_run:
-                store.delete_thumbnail(image_id)
+                store.delete_thumbnail(name)
         for path in store.stale_temp_files():
             report.stale_temp_files.append(path.name)
             if not dry_run:

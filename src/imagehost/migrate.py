@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import formats, images, rights
+from . import images, rights
 from .catalog import FILE_NAME, Catalog, ImageRow, ImportConflict, open_catalog
 from .catalog.base import Album
 from .catalog.sqlite import SQLiteCatalog
 from .config import Settings
 from .errors import ApiError, ConfigError, ServiceUnavailable
-from .store import LocalStore, ObjectExists, Store, image_id_of, open_store
+from .store import LocalStore, ObjectExists, Store, open_store
 from .store.keys import THUMBS, thumbnail_name
 
 # Images copied at once: each costs two PUTs, a HEAD and a GET of a few ms, mostly waiting
@@ -148,13 +148,13 @@ def migrate_store(
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for done in pool.map(copy, originals):
             tally.add(done)
-    live = {image_id_of(f) for f in originals}
+    live = {thumbnail_name(f) for f in originals}
     return StoreReport(
         tally=tally,
         images=len(originals),
         source=source.root,
         bucket=settings.s3_bucket,
-        unpaired_thumbnails=len(set(source.thumbnail_ids()) - live),
+        unpaired_thumbnails=len(set(source.thumbnail_names()) - live),
     )
 
 
@@ -166,8 +166,8 @@ def copy_image(
     thumbs_in_bucket: dict[str, float],
 ) -> Tally:
     """One original and its thumbnail; ServiceUnavailable passes (the bucket is down)."""
-    image_id = image_id_of(filename)
-    thumb_key = f"{THUMBS}/{thumbnail_name(image_id)}"
+    thumb_name = thumbnail_name(filename)
+    thumb_key = f"{THUMBS}/{thumb_name}"
     tally = Tally()
     with contextlib.ExitStack() as files:
         try:
@@ -177,18 +177,18 @@ def copy_image(
             return Tally(failed=[f"{filename}: cannot read it here ({why(exc)})"])
         image_size, thumb_size = image.stat().st_size, thumb.stat().st_size
         there = _image_size(target, filename) if filename in in_bucket else None
-        thumb_there = _thumb_size(target, image_id) if image_id in thumbs_in_bucket else None
+        thumb_there = _thumb_size(target, thumb_name) if thumb_name in thumbs_in_bucket else None
         if there is None:
             if thumb_there is not None:
                 # Left by a run killed between the two PUTs: commit writes both again, the
                 # thumbnail first, so an original is never visible without it.
-                target.delete_thumbnail(image_id)
+                target.delete_thumbnail(thumb_name)
             try:
-                target.commit(image, thumb, filename, image_id)
+                target.commit(image, thumb, filename)
             except ObjectExists as exc:  # something else wrote it since the listing
                 return Tally(failed=[f"{exc.key}: appeared in the bucket meanwhile; run again"])
             tally.add(_verified(filename, image_size, _image_size(target, filename)))
-            tally.add(_verified(thumb_key, thumb_size, _thumb_size(target, image_id)))
+            tally.add(_verified(thumb_key, thumb_size, _thumb_size(target, thumb_name)))
             return tally
         if there == image_size:
             tally.skipped += 1
@@ -200,8 +200,8 @@ def copy_image(
         if thumb_there == thumb_size:
             tally.skipped += 1
         else:  # missing, or not ours: thumbnails are made from the original, replacing is safe
-            target.put_thumbnail(thumb, image_id)
-            tally.add(_verified(thumb_key, thumb_size, _thumb_size(target, image_id)))
+            target.put_thumbnail(thumb, filename)
+            tally.add(_verified(thumb_key, thumb_size, _thumb_size(target, thumb_name)))
     return tally
 
 
@@ -222,12 +222,12 @@ def _staged(target: Store, path: Path) -> Iterator[Path]:
 def _thumbnail(target: Store, source: LocalStore, filename: str) -> Iterator[Path]:
     """The folder's thumbnail of `filename`, or one made now when it has none (as `imagehost
     check` would)."""
-    local = source.thumbnail_path(image_id_of(filename))
+    local = source.thumbnail_path(filename)
     if local.is_file():
         with _staged(target, local) as staged:
             yield staged
         return
-    with target.scratch(f"thumb.{formats.THUMBNAIL_EXT}") as made:
+    with target.scratch("thumb") as made:
         images.make_thumbnail(source.image_path(filename), made)
         yield made
 
@@ -239,8 +239,8 @@ def _image_size(target: Store, filename: str) -> int | None:
         return None
 
 
-def _thumb_size(target: Store, image_id: str) -> int | None:
-    opened = target.open_thumbnail(image_id)
+def _thumb_size(target: Store, thumb_name: str) -> int | None:
+    opened = target.open_thumbnail(thumb_name)
     if opened is None:
         return None
     opened.close()

@@ -376,9 +376,12 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict]:
             ],
             "responses": {
                 "200": {
-                    "description": f"WebP thumbnail, longest side {THUMBNAIL_MAX_SIDE} px",
+                    "description": f"The thumbnail, longest side {THUMBNAIL_MAX_SIDE} px: JPEG"
+                    " for a JPEG original, WebP for the others; one that is missing is made"
+                    " from its original on this request",
                     "content": {
-                        formats.THUMBNAIL_TYPE: {"schema": {"type": "string", "format": "binary"}}
+                        t: {"schema": {"type": "string", "format": "binary"}}
+                        for t in formats.THUMBNAIL_TYPES
                     },
                 },
                 **_errors(404),

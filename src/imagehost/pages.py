@@ -106,7 +106,7 @@ def oembed(app, request: Request) -> Response:
     thumb_w, thumb_h = fit_within(row.width, row.height, images.THUMBNAIL_MAX_SIDE)
     if (max_w or max_h) and (width > (max_w or width) or height > (max_h or height)):
         if thumb_w <= (max_w or thumb_w) and thumb_h <= (max_h or thumb_h):
-            photo_url, width, height = thumbnail_url(base, row.id), thumb_w, thumb_h
+            photo_url, width, height = thumbnail_url(base, row.filename), thumb_w, thumb_h
         else:
             width, height = fit_within(width, height, max_w or width, max_h or height)
     answer = {
@@ -118,7 +118,7 @@ def oembed(app, request: Request) -> Response:
         "height": height,
         "provider_name": SITE_NAME,
         "provider_url": f"{base}/",
-        "thumbnail_url": thumbnail_url(base, row.id),
+        "thumbnail_url": thumbnail_url(base, row.filename),
         "thumbnail_width": thumb_w,
         "thumbnail_height": thumb_h,
         "cache_age": _max_age([row]),
@@ -193,7 +193,7 @@ def _album_item(base: str, row: ImageRow) -> str:
         f'      <li class="album-item"><a class="album-link" href="{_e(share_url(base, row.id))}"'
         f' data-full="{_e(image_url(base, row))}" data-name="{name}"'
         f' data-width="{row.width}" data-height="{row.height}">'
-        f'<img class="album-thumb" src="{_e(thumbnail_url(base, row.id))}" alt="{name}"'
+        f'<img class="album-thumb" src="{_e(thumbnail_url(base, row.filename))}" alt="{name}"'
         f' width="{thumb_w}" height="{thumb_h}" loading="lazy"></a></li>'
     )
 

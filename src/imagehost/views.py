@@ -5,16 +5,17 @@ ShareX file cannot disagree on where an image lives. `base` is the request's bas
 (PUBLIC_URL, or the Host the client used).
 """
 
-from . import formats
 from .catalog.base import Album, ImageRow
+from .store.keys import THUMBS, thumbnail_name
 
 
 def image_url(base: str, row: ImageRow) -> str:
     return f"{base}/images/{row.filename}"
 
 
-def thumbnail_url(base: str, image_id: str) -> str:
-    return f"{base}/images/thumbs/{image_id}.{formats.THUMBNAIL_EXT}"
+def thumbnail_url(base: str, filename: str) -> str:
+    """The thumbnail of the stored original `filename`."""
+    return f"{base}/images/{THUMBS}/{thumbnail_name(filename)}"
 
 
 def share_url(base: str, image_id: str) -> str:
@@ -58,7 +59,7 @@ def image_json(row: ImageRow, base: str) -> dict:
         "id": row.id,
         "filename": row.filename,
         "url": image_url(base, row),
-        "thumbnail_url": thumbnail_url(base, row.id),
+        "thumbnail_url": thumbnail_url(base, row.filename),
         "share_url": share_url(base, row.id),
         "delete_url": f"{base}/api/upload/{row.filename}",
         "original_name": row.original_name,

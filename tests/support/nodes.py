@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from imagehost.formats import THUMBNAIL_EXT
+from imagehost.store.keys import thumbnail_key
 
 from .seaweed import Seaweed
 from .stack import Running, free_port_range, start_stack, stop_stack, worker_ports
@@ -43,10 +43,8 @@ class Nodes:
     def catalog_objects(self) -> set[str]:
         """The keys the catalog's rows stand for: each original and its thumbnail."""
         with psycopg.connect(self.database_url) as conn:
-            rows = conn.execute("SELECT id, filename FROM images").fetchall()
-        return {
-            key for image_id, name in rows for key in (name, f"thumbs/{image_id}.{THUMBNAIL_EXT}")
-        }
+            rows = conn.execute("SELECT filename FROM images").fetchall()
+        return {key for (name,) in rows for key in (name, thumbnail_key(name))}
 
     def stop(self) -> None:
         for node in (self.a, self.b):

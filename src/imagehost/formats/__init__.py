@@ -32,11 +32,27 @@ from .base import Corrupt as Corrupt
 # A stored image id: what store.new_image_id makes (16 characters), with room for ids made by
 # earlier versions or by hand (reindex keeps a valid name as it is).
 ID_PATTERN = r"[A-Za-z0-9_-]{10,64}"
-THUMBNAIL_EXT = "webp"
-THUMBNAIL_TYPE = "image/webp"
 # ftyp brands of HEIF still images and sequences (ISO 23008-12 Annex B; 'mif1' the generic one).
 # Checked after AVIF's: AVIF files carry 'mif1' too.
 _HEIF_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs", b"mif1"))
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A kind of thumbnail file: its extension, Content-Type and Pillow's name to encode it."""
+
+    ext: str
+    content_type: str
+    pil_name: str
+
+
+# JPEG for the thumbnails of JPEG originals (never transparent): ~10x cheaper to encode than
+# WebP for the same fidelity (images.py, THUMBNAIL_JPEG_QUALITY); WebP for every other format,
+# which may have transparency.
+THUMBNAILS = {
+    t.ext: t
+    for t in (Thumbnail("jpg", "image/jpeg", "JPEG"), Thumbnail("webp", "image/webp", "WEBP"))
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,8 @@ class Format:
     # the upload page's file picker and its check before sending.
     other_exts: tuple[str, ...] = ()
     other_types: tuple[str, ...] = ()
+    # The ext of its thumbnails, a key of THUMBNAILS (for a stored format).
+    thumbnail: str = "webp"
     # The container's functions; each raises Corrupt on bytes it cannot walk. Used by images.py.
     # (data, strip, orientation) -> the pieces of the stored file: the image's own bytes only,
     # scrubbed of metadata when `strip`, `orientation` (None: leave EXIF alone) written back.
@@ -75,7 +93,15 @@ class Format:
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("jpeg", "jpg", "image/jpeg", "JPEG", other_exts=("jpeg",), rewrite=jpeg.rewrite),
+        Format(
+            "jpeg",
+            "jpg",
+            "image/jpeg",
+            "JPEG",
+            other_exts=("jpeg",),
+            thumbnail="jpg",
+            rewrite=jpeg.rewrite,
+        ),
         Format("png", "png", "image/png", "PNG", rewrite=png.rewrite, check=png.check),
         Format(
             "gif", "gif", "image/gif", "GIF", rewrite=gif.rewrite, frame_canvases=gif.frame_canvases
@@ -118,6 +144,11 @@ def stored_format(name: str) -> Format:
     return FORMATS[found.stored_as] if found.stored_as else found
 
 
+def thumbnail_of(ext: str) -> Thumbnail:
+    """The kind of thumbnail a stored original with extension `ext` has."""
+    return THUMBNAILS[BY_EXT[ext].thumbnail]
+
+
 def upload_types(names: Collection[str] = NAMES) -> tuple[str, ...]:
     """The Content-Types a browser may give files of the formats `names`, for the upload page."""
     found = [FORMATS[n] for n in names]
@@ -132,7 +163,8 @@ def upload_extensions(names: Collection[str] = NAMES) -> tuple[str, ...]:
 
 # Unanchored, without capturing groups: each user anchors (\Z in Python, ^…$ elsewhere).
 IMAGE_NAME_PATTERN = rf"{ID_PATTERN}\.(?:{'|'.join(EXTENSIONS)})"
-THUMB_NAME_PATTERN = rf"{ID_PATTERN}\.{THUMBNAIL_EXT}"
+THUMB_NAME_PATTERN = rf"{ID_PATTERN}\.(?:{'|'.join(THUMBNAILS)})"
+THUMBNAIL_TYPES = tuple(t.content_type for t in THUMBNAILS.values())
 
 
 def sniff(head: bytes) -> Format | None:

@@ -56,29 +56,33 @@ class Store(Protocol):
     def probe(self) -> None:
         """Raises OSError or ServiceUnavailable when the store cannot take a write now."""
 
-    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str, image_id: str) -> None:
+    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str) -> None:
         """Make the original and its thumbnail visible, thumbnail first, never overwriting;
-        StorageFull (507) or ServiceUnavailable (503), and on any error nothing is left."""
+        StorageFull (507) or ServiceUnavailable (503), and on any error nothing is left.
+        `thumb_temp` may be `stored_temp` itself: an original that is its own thumbnail."""
 
-    def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
+    def link_existing(self, existing: str, filename: str) -> bool:
         """Store a new upload of the same bytes as `existing` under its own names without a
         second copy; False when that cannot be done now (the caller commits its own)."""
         ...
 
     def delete(self, filename: str) -> None:
-        """Remove an original, then its thumbnail; one already gone is not an error."""
+        """Remove an original, then its thumbnail (every name one may have, keys.thumbnail_names);
+        one already gone is not an error."""
 
-    def put_thumbnail(self, thumb_temp: Path, image_id: str) -> None:
-        """Replace the thumbnail of `image_id` (check, reindex)."""
+    def put_thumbnail(self, thumb_temp: Path, filename: str) -> None:
+        """Replace the thumbnail of the original `filename` (check, reindex, first request)."""
 
-    def has_thumbnail(self, image_id: str) -> bool: ...
+    def has_thumbnail(self, filename: str) -> bool:
+        """Whether the original `filename` has its thumbnail."""
 
-    def delete_thumbnail(self, image_id: str) -> None: ...
+    def delete_thumbnail(self, thumb_name: str) -> None:
+        """Remove a thumbnail by its own name (an orphan)."""
 
     def open_image(self, filename: str, etag: str | None = None) -> Opened | None:
         """The original to send (`unchanged` when `etag` matches), or None when missing."""
 
-    def open_thumbnail(self, image_id: str, etag: str | None = None) -> Opened | None: ...
+    def open_thumbnail(self, thumb_name: str, etag: str | None = None) -> Opened | None: ...
 
     def local_copy(self, filename: str) -> contextlib.AbstractContextManager[Path]:
         """A local file with the original's bytes for the block; FileNotFoundError."""
@@ -90,11 +94,11 @@ class Store(Protocol):
         """Every original under our naming scheme → its modification time."""
 
     def thumbnails(self) -> dict[str, float]:
-        """Every thumbnail's image id → its modification time."""
+        """Every thumbnail's name (inside THUMBS) → its modification time."""
 
     def image_files(self) -> list[str]: ...
 
-    def thumbnail_ids(self) -> list[str]: ...
+    def thumbnail_names(self) -> list[str]: ...
 
     def reject(self, filename: str, folder: Path) -> None:
         """Move an original out of the store into the local `folder` (not an acceptable image)."""

@@ -1,4 +1,5 @@
-"""The names of stored images, the same in every store: `{id}.{ext}` and `thumbs/{id}.webp`.
+"""The names of stored images, the same in every store: `{id}.{ext}` and its thumbnail
+`thumbs/{id}.jpg` (a JPEG original's) or `thumbs/{id}.webp` (any other's).
 
 A local folder and a bucket use the same keys, so moving between them never touches the
 catalog.
@@ -12,7 +13,7 @@ from .. import formats
 ID_BYTES = 12  # 16 URL-safe characters, 96 random bits
 # \Z, not $: `$` also matches before a trailing newline.
 IMAGE_NAME = re.compile(rf"({formats.ID_PATTERN})\.({'|'.join(formats.EXTENSIONS)})\Z")
-THUMB_NAME = re.compile(rf"({formats.ID_PATTERN})\.{formats.THUMBNAIL_EXT}\Z")
+THUMB_NAME = re.compile(rf"({formats.ID_PATTERN})\.({'|'.join(formats.THUMBNAILS)})\Z")
 THUMBS = "thumbs"  # the folder (local) or key prefix (S3) of the thumbnails
 
 
@@ -33,12 +34,33 @@ def checked_image_name(filename: str) -> str:
     return filename
 
 
-def thumbnail_name(image_id: str) -> str:
-    """`{id}.webp`, the thumbnail's name inside THUMBS; ValueError for a bad id."""
-    name = f"{image_id}.{formats.THUMBNAIL_EXT}"
-    if not THUMB_NAME.match(name):
-        raise ValueError(f"not an image id: {image_id!r}")
-    return name
+def thumbnail_name(filename: str) -> str:
+    """The thumbnail's name inside THUMBS of the stored original `filename` (`{id}.jpg` or
+    `{id}.webp`, by the original's format); ValueError for a name we could not have made."""
+    image_id, ext = IMAGE_NAME.match(checked_image_name(filename)).groups()
+    return f"{image_id}.{formats.thumbnail_of(ext).ext}"
+
+
+def thumbnail_key(filename: str) -> str:
+    """The thumbnail's key in a bucket, its path below IMAGES_DIR and in URLs: `thumbs/{name}`."""
+    return f"{THUMBS}/{thumbnail_name(filename)}"
+
+
+def thumbnail_names(filename: str) -> list[str]:
+    """Every name a thumbnail of `filename` may have: its own, then for a JPEG original the
+    WebP name all thumbnails had before JPEG ones got JPEG thumbnails (an older store's, until
+    `imagehost check` or its first request remakes it; deletes remove both)."""
+    own = thumbnail_name(filename)
+    legacy = f"{IMAGE_NAME.match(filename).group(1)}.webp"
+    return [own] if own == legacy else [own, legacy]
+
+
+def thumbnail_type(name: str) -> str:
+    """The Content-Type of the thumbnail `name` (from its extension); ValueError for a bad one."""
+    match = THUMB_NAME.match(name)
+    if not match:
+        raise ValueError(f"not a thumbnail name: {name!r}")
+    return formats.THUMBNAILS[match.group(2)].content_type
 
 
 def content_type_of(filename: str) -> str:

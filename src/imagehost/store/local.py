@@ -2,7 +2,7 @@
 
 Layout of IMAGES_DIR (served by nginx at /images/):
     {id}.{ext}            stored originals
-    thumbs/{id}.webp      thumbnails
+    thumbs/{id}.jpg       thumbnails (of JPEG originals; `{id}.webp` of the others)
     .tmp/{pid}-{n}.*      uploads in progress; a dot folder nginx and `serve` never serve
 A file appears under its public name only by rename(2) after its bytes are fsynced, so a crash
 leaves either nothing visible or a complete file. Nothing outside this package touches the
@@ -15,7 +15,15 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .keys import IMAGE_NAME, THUMB_NAME, THUMBS, checked_image_name, image_id_of, thumbnail_name
+from .keys import (
+    IMAGE_NAME,
+    THUMB_NAME,
+    THUMBS,
+    checked_image_name,
+    thumbnail_name,
+    thumbnail_names,
+    thumbnail_type,
+)
 from .objects import ObjectExists, ObjectInfo, Opened
 from .scratch import IMAGES_TEMP_DIR, disk_errors
 from .scratch import remove_temp as _remove_temp
@@ -49,8 +57,9 @@ class LocalStore:
     def image_path(self, filename: str) -> Path:
         return self.root / checked_image_name(filename)
 
-    def thumbnail_path(self, image_id: str) -> Path:
-        return self.thumbs / thumbnail_name(image_id)
+    def thumbnail_path(self, filename: str) -> Path:
+        """The thumbnail of the original `filename`."""
+        return self.thumbs / thumbnail_name(filename)
 
     def temp_path(self, suffix: str) -> Path:
         """A new temporary file name; the pid in it lets the supervisor clean after a crash."""
@@ -65,10 +74,11 @@ class LocalStore:
         with self.scratch("health") as path:
             path.write_bytes(b"")
 
-    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str, image_id: str) -> None:
-        """Make the image and its thumbnail visible: fsync the image, rename both into place,
-        fsync the image folder. The thumbnail is not fsynced: after a power loss
-        `imagehost check` remakes it from the image, so it costs no durability.
+    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str) -> None:
+        """Make the image and its thumbnail visible: fsync the image, link both into place,
+        fsync the image folder. The thumbnail is not fsynced: after a power loss its first
+        request (or `imagehost check`) remakes it from the image, so it costs no durability.
+        `thumb_temp` may be `stored_temp`: then both names are links to one file.
 
         Raises StorageFull when the disk is full, ObjectExists when either name is taken; on
         any error nothing is left visible. Names appear by link(2), not rename(2): a link
@@ -77,29 +87,27 @@ class LocalStore:
         """
         with disk_errors():
             fsync_path(stored_temp)
-            self._publish(stored_temp, thumb_temp, filename, image_id)
+            self._publish(stored_temp, thumb_temp, filename)
 
-    def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
+    def link_existing(self, existing: str, filename: str) -> bool:
         """Give the stored image `existing` and its thumbnail the names of a new upload of the
         same bytes: create-only hard links, then the folder fsynced, as commit(). Each name is
         a file of its own to nginx and to delete(): removing one never touches the other.
         False, with nothing made, when `existing` or its thumbnail is gone meanwhile (the
         caller then commits its own copy)."""
         source = self.image_path(existing)
-        source_thumb = self.thumbnail_path(image_id_of(existing))
+        source_thumb = self.thumbnail_path(existing)
         with disk_errors():
             try:
-                self._publish(source, source_thumb, filename, image_id)
+                self._publish(source, source_thumb, filename)
             except FileNotFoundError:
                 return False
         return True
 
-    def _publish(
-        self, image_source: Path, thumb_source: Path, filename: str, image_id: str
-    ) -> None:
+    def _publish(self, image_source: Path, thumb_source: Path, filename: str) -> None:
         """Link the thumbnail, then the image, under the new names (create-only), then fsync
         the folder; on any error the new names are removed again and the error raised."""
-        image, thumb = self.image_path(filename), self.thumbnail_path(image_id)
+        image, thumb = self.image_path(filename), self.thumbnail_path(filename)
         self._link_new(thumb_source, thumb)
         try:
             self._link_new(image_source, image)
@@ -123,7 +131,7 @@ class LocalStore:
         has: a new link beside it, renamed over it, so `target` never stops being served."""
         pairs = [
             (self.image_path(source), self.image_path(target)),
-            (self.thumbnail_path(image_id_of(source)), self.thumbnail_path(image_id_of(target))),
+            (self.thumbnail_path(source), self.thumbnail_path(target)),
         ]
         with disk_errors():
             for src, dst in pairs:
@@ -143,29 +151,32 @@ class LocalStore:
 
     def delete(self, filename: str) -> None:
         """Remove an image, then its thumbnail; a file already gone is not an error."""
-        image_id = image_id_of(filename)
-        for path in (self.image_path(filename), self.thumbnail_path(image_id)):
+        paths = [self.image_path(filename), *(self.thumbs / n for n in thumbnail_names(filename))]
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def put_thumbnail(self, thumb_temp: Path, image_id: str) -> None:
-        """Replace the thumbnail of `image_id` by the file at `thumb_temp` (check, reindex)."""
+    def put_thumbnail(self, thumb_temp: Path, filename: str) -> None:
+        """Replace the thumbnail of `filename` by the file at `thumb_temp` (check, reindex,
+        first request)."""
         with disk_errors():
-            os.replace(thumb_temp, self.thumbnail_path(image_id))
+            os.replace(thumb_temp, self.thumbnail_path(filename))
 
-    def has_thumbnail(self, image_id: str) -> bool:
-        return self.thumbnail_path(image_id).exists()
+    def has_thumbnail(self, filename: str) -> bool:
+        return self.thumbnail_path(filename).exists()
 
-    def delete_thumbnail(self, image_id: str) -> None:
+    def delete_thumbnail(self, thumb_name: str) -> None:
+        thumbnail_type(thumb_name)  # validates the name
         with contextlib.suppress(FileNotFoundError):
-            self.thumbnail_path(image_id).unlink()
+            (self.thumbs / thumb_name).unlink()
 
     def open_image(self, filename: str, etag: str | None = None) -> Opened | None:
         """The stored original to send (sendfile), or None when there is none."""
         return Opened.file(self.image_path(filename), etag)
 
-    def open_thumbnail(self, image_id: str, etag: str | None = None) -> Opened | None:
-        return Opened.file(self.thumbnail_path(image_id), etag)
+    def open_thumbnail(self, thumb_name: str, etag: str | None = None) -> Opened | None:
+        thumbnail_type(thumb_name)  # validates the name
+        return Opened.file(self.thumbs / thumb_name, etag)
 
     @contextlib.contextmanager
     def local_copy(self, filename: str) -> Iterator[Path]:
@@ -185,16 +196,15 @@ class LocalStore:
         return _modified({p for p in self.root.iterdir() if IMAGE_NAME.match(p.name)})
 
     def thumbnails(self) -> dict[str, float]:
-        """Image id → modification time of its thumbnail file."""
-        found = _modified({p for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name)})
-        return {name.rsplit(".", 1)[0]: modified for name, modified in found.items()}
+        """Thumbnail name → modification time of the file."""
+        return _modified({p for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name)})
 
     def image_files(self) -> list[str]:
         """Names of the stored originals that follow our naming scheme."""
         return sorted(p.name for p in self.root.iterdir() if IMAGE_NAME.match(p.name))
 
-    def thumbnail_ids(self) -> list[str]:
-        return sorted(p.stem for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name))
+    def thumbnail_names(self) -> list[str]:
+        return sorted(p.name for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name))
 
     def reject(self, filename: str, folder: Path) -> None:
         """Move a stored original out of the store into `folder` (not an image we accept)."""

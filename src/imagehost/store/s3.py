@@ -1,7 +1,7 @@
 """Images as objects in an S3-compatible bucket (STORAGE=s3); the only module importing obstore.
 
-Keys are the local store's names: `{id}.{ext}` and `thumbs/{id}.webp`. Objects carry their
-Content-Type (from the formats registry) and the immutable Cache-Control, so the bucket can be
+Keys are the local store's names: `{id}.{ext}` and `thumbs/{id}.{thumbnail ext}`. Objects carry
+their Content-Type (from the formats registry) and the immutable Cache-Control, so the bucket can be
 served as it is. A commit PUTs the thumbnail, then the original, both create-only
 (`If-None-Match: *`): nothing is ever overwritten, and an original is visible only once its
 thumbnail is. Any failure removes what the commit wrote (or, when the S3 server is gone by then,
@@ -37,7 +37,7 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store as _Client
 
-from .. import formats, headers
+from .. import headers
 from ..config import Settings
 from ..errors import ConfigError, ServiceUnavailable
 from .keys import (
@@ -46,8 +46,9 @@ from .keys import (
     THUMBS,
     checked_image_name,
     content_type_of,
-    image_id_of,
     thumbnail_name,
+    thumbnail_names,
+    thumbnail_type,
 )
 from .objects import ObjectExists, ObjectInfo, Opened
 from .scratch import DATA_TEMP_DIR, disk_errors
@@ -131,7 +132,7 @@ class S3Store:
         """A local temporary file name for the duration of the block; removed after it."""
         return _scratch(self.temp, suffix)
 
-    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str, image_id: str) -> None:
+    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str) -> None:
         """PUT the thumbnail, then the original, both create-only, with their Content-Type and
         Cache-Control. Two requests, ~2 ms each next to the server.
 
@@ -139,13 +140,15 @@ class S3Store:
         ObjectExists (a 500) when a key is taken; either way what this commit wrote is
         removed again (when the server still answers).
         """
-        image_key, thumb_key = checked_image_name(filename), _thumb_key(image_id)
+        image_key, thumb_name = checked_image_name(filename), thumbnail_name(filename)
+        thumb_key = f"{THUMBS}/{thumb_name}"
         with disk_errors():
-            image, thumb = stored_temp.read_bytes(), thumb_temp.read_bytes()
+            image = stored_temp.read_bytes()
+            thumb = image if thumb_temp == stored_temp else thumb_temp.read_bytes()
         attempted = []
         try:
             attempted.append(thumb_key)
-            self._create(thumb_key, thumb, formats.THUMBNAIL_TYPE)
+            self._create(thumb_key, thumb, thumbnail_type(thumb_name))
             attempted.append(image_key)
             self._create(image_key, image, content_type_of(filename))
         except ObjectExists as exc:
@@ -157,34 +160,37 @@ class S3Store:
             self._forget(attempted)
             raise
 
-    def link_existing(self, existing: str, filename: str, image_id: str) -> bool:
+    def link_existing(self, existing: str, filename: str) -> bool:
         """Never: each upload has objects of its own here (`dedupes` is False)."""
         return False
 
     def delete(self, filename: str) -> None:
         """Remove an image, then its thumbnail; a key already gone is not an error.
         Raises ServiceUnavailable when the S3 server fails."""
-        image_id = image_id_of(filename)
-        for key in (checked_image_name(filename), _thumb_key(image_id)):
+        thumbs = [f"{THUMBS}/{name}" for name in thumbnail_names(filename)]
+        for key in (checked_image_name(filename), *thumbs):
             with _unavailable("delete"):
                 obstore.delete(self._client, key)
 
-    def put_thumbnail(self, thumb_temp: Path, image_id: str) -> None:
-        """Replace the thumbnail of `image_id` by the file at `thumb_temp` (check, reindex)."""
+    def put_thumbnail(self, thumb_temp: Path, filename: str) -> None:
+        """Replace the thumbnail of `filename` by the file at `thumb_temp` (check, reindex,
+        first request)."""
+        thumb_name = thumbnail_name(filename)
         with disk_errors():
             data = thumb_temp.read_bytes()
         with _unavailable("put"):
             obstore.put(
                 self._client,
-                _thumb_key(image_id),
+                f"{THUMBS}/{thumb_name}",
                 data,
-                attributes=_attributes(formats.THUMBNAIL_TYPE),
+                attributes=_attributes(thumbnail_type(thumb_name)),
                 use_multipart=False,
             )
 
-    def delete_thumbnail(self, image_id: str) -> None:
+    def delete_thumbnail(self, thumb_name: str) -> None:
+        thumbnail_type(thumb_name)  # validates the name
         with _unavailable("delete"):
-            obstore.delete(self._client, _thumb_key(image_id))
+            obstore.delete(self._client, f"{THUMBS}/{thumb_name}")
 
     def reject(self, filename: str, folder: Path) -> None:
         """Move a stored original out of the bucket into the local `folder` (not an image we
@@ -197,10 +203,10 @@ class S3Store:
 
     # --- reads --------------------------------------------------------------------------------
 
-    def has_thumbnail(self, image_id: str) -> bool:
+    def has_thumbnail(self, filename: str) -> bool:
         try:
             with _unavailable("head"):
-                obstore.head(self._client, _thumb_key(image_id))
+                obstore.head(self._client, f"{THUMBS}/{thumbnail_name(filename)}")
         except FileNotFoundError:
             return False
         return True
@@ -210,8 +216,9 @@ class S3Store:
         ServiceUnavailable when the S3 server fails before the first part."""
         return self._open(checked_image_name(filename), etag)
 
-    def open_thumbnail(self, image_id: str, etag: str | None = None) -> Opened | None:
-        return self._open(_thumb_key(image_id), etag)
+    def open_thumbnail(self, thumb_name: str, etag: str | None = None) -> Opened | None:
+        thumbnail_type(thumb_name)  # validates the name
+        return self._open(f"{THUMBS}/{thumb_name}", etag)
 
     @contextlib.contextmanager
     def local_copy(self, filename: str) -> Iterator[Path]:
@@ -249,20 +256,20 @@ class S3Store:
         }
 
     def thumbnails(self) -> dict[str, float]:
-        """Image id → modification time of its thumbnail object."""
+        """Thumbnail name → modification time of its object."""
         found = {}
         with _unavailable("list"):
             for batch in obstore.list(self._client, THUMBS, chunk_size=1000):
                 for meta in batch:
                     name = meta["path"].removeprefix(f"{THUMBS}/")
                     if THUMB_NAME.match(name):
-                        found[name.rsplit(".", 1)[0]] = meta["last_modified"].timestamp()
+                        found[name] = meta["last_modified"].timestamp()
         return found
 
     def image_files(self) -> list[str]:
         return sorted(self.images())
 
-    def thumbnail_ids(self) -> list[str]:
+    def thumbnail_names(self) -> list[str]:
         return sorted(self.thumbnails())
 
     def foreign_files(self) -> list[Path]:
@@ -407,7 +414,3 @@ def _reason(exc: BaseException) -> str:
 
 def _attributes(content_type: str) -> dict[str, str]:
     return {"Content-Type": content_type, "Cache-Control": headers.IMAGE_CACHE}
-
-
-def _thumb_key(image_id: str) -> str:
-    return f"{THUMBS}/{thumbnail_name(image_id)}"
