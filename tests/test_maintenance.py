@@ -1,6 +1,7 @@
 """`imagehost check` and `imagehost reindex` on a real store, next to a running server."""
 
 import requests
+from PIL import Image
 from support.checks import check_clean
 from support.http import upload
 from support.images import image_bytes
@@ -50,5 +51,23 @@ def test_check_remakes_missing_thumbnails_and_drops_orphans(server):
     assert server.cli("check").returncode == 1
     assert thumb.exists() and not orphan.exists()
     assert requests.get(image["thumbnail_url"], timeout=5).headers["Content-Type"] == "image/webp"
+    clean = server.cli("check")
+    assert clean.returncode == 0 and "store clean" in clean.stdout
+
+
+def test_check_upgrades_a_jpeg_s_webp_thumbnail_to_a_jpeg_one(server):
+    """A store from before JPEG thumbnails: a JPEG original whose thumbnail is `{id}.webp`.
+    check makes its `{id}.jpg` and removes the `.webp`, which no image has any more."""
+    photo = image_bytes("JPEG", size=(640, 480), seed=5)
+    image = upload(server.url, photo, "photo.jpg", "image/jpeg").json()
+    thumbs = server.images_dir / "thumbs"
+    new, old = thumbs / f"{image['id']}.jpg", thumbs / f"{image['id']}.webp"
+    assert image["thumbnail_url"].endswith(f"/thumbs/{new.name}")
+    new.rename(old)  # as an older version left it (the bytes matter not)
+
+    assert server.cli("check").returncode == 1
+    assert new.exists() and not old.exists()
+    with Image.open(new) as made:
+        assert made.format == "JPEG" and made.size == (320, 240)
     clean = server.cli("check")
     assert clean.returncode == 0 and "store clean" in clean.stdout

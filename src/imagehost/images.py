@@ -217,7 +217,17 @@ def detect(
     when there are more than `max_frames` frames (GIFs are counted by walking their blocks and
     stop at max_frames + 1), corrupt_image when the headers are unreadable.
     """
-    data = _bytes(source)
+    probe, opened = _detect(_bytes(source), allowed_formats, max_pixels, max_frames)
+    if opened is not None:
+        opened.close()
+    return probe
+
+
+def _detect(
+    data: bytes, allowed_formats: Collection[str], max_pixels: int, max_frames: int
+) -> tuple[Probe, Image.Image | None]:
+    """`detect`, and the image Pillow opened to read the headers (None for HEIC), still open
+    and undecoded: `process` hands it to `verify`, so a file's headers are parsed once."""
     head = data[:512]
     found = formats.sniff(head)
     if found is None:
@@ -227,10 +237,11 @@ def detect(
         raise errors.UnsupportedImage(f"{fmt.upper()} images are not accepted here.")
     with _translated():
         if found.declared:
-            return _detect_heif(data, found, max_pixels, max_frames)
+            return _detect_heif(data, found, max_pixels, max_frames), None
         if found.header_canvas and (canvas := found.header_canvas(head)):
             _check_pixels(*canvas, max_pixels)
-        with Image.open(io.BytesIO(data), formats=[found.pil_name]) as im:
+        im = Image.open(io.BytesIO(data), formats=[found.pil_name])
+        try:
             width, height = im.size
             _check_pixels(width, height, max_pixels)
             if fmt == "jpeg":
@@ -239,9 +250,12 @@ def detect(
                 frames = _count_frames(found.frame_canvases(data), max_pixels, max_frames)
             else:
                 frames = getattr(im, "n_frames", 1)  # from acTL / the WebP demuxer / libavif
-    if frames > max_frames:
-        raise _too_many_frames(max_frames)
-    return Probe(fmt, width, height, frames)
+            if frames > max_frames:
+                raise _too_many_frames(max_frames)
+        except BaseException:
+            im.close()
+            raise
+    return Probe(fmt, width, height, frames), im
 
 
 def _detect_heif(data: bytes, found: formats.Format, max_pixels: int, max_frames: int) -> Probe:
@@ -264,7 +278,7 @@ def _detect_heif(data: bytes, found: formats.Format, max_pixels: int, max_frames
 # verify
 
 
-def verify(source: Path | bytes, probe: Probe) -> Decoded:
+def verify(source: Path | bytes, probe: Probe, opened: Image.Image | None = None) -> Decoded:
     """Decode the first frame of `source` (as identified by `detect`) and check the container.
 
     JPEGs are decoded in draft mode at 1/2..1/8 scale (every byte of the scan is still entropy
@@ -272,7 +286,8 @@ def verify(source: Path | bytes, probe: Probe) -> Decoded:
     frame is then shrunk for the thumbnail and the full-size copy dropped. PNG chunk CRCs and
     WebP RIFF sizes are checked for the whole file (every frame), GIF blocks were walked by
     `detect`. HEIC is decoded whole by libheif and comes back turned the right way up
-    (orientation 1). Raises errors.ImageRejected code corrupt_image when anything does not
+    (orientation 1). `opened`: the image `_detect` left open (closed here), else the bytes
+    are opened again. Raises errors.ImageRejected code corrupt_image when anything does not
     decode.
     """
     data = _bytes(source)
@@ -280,18 +295,20 @@ def verify(source: Path | bytes, probe: Probe) -> Decoded:
     if found.stored_as:
         full, icc_profile = _decode_heif(data)
         return Decoded(_shrink(full), 1, icc_profile)
-    with _translated():
+    if opened is None:
+        with _translated():
+            opened = Image.open(io.BytesIO(data), formats=[found.pil_name])
+    with _translated(), opened as im:
         if found.check:
             found.check(data)
-        with Image.open(io.BytesIO(data), formats=[found.pil_name]) as im:
-            if probe.format == "jpeg":
-                # Ask for the thumbnail's own size (aspect kept): a square box would stop the
-                # DCT scaling at the short side, e.g. 640x480 decoded whole instead of 320x240.
-                im.draft(None, _fit(im.size, THUMBNAIL_MAX_SIDE))
-            im.load()
-            orientation = _orientation(im)
-            icc_profile = im.info.get("icc_profile") or None
-            frame = _shrink(im)
+        if probe.format == "jpeg":
+            # Ask for the thumbnail's own size (aspect kept): a square box would stop the DCT
+            # scaling at the short side, e.g. 640x480 decoded whole instead of 320x240.
+            im.draft(None, _fit(im.size, THUMBNAIL_MAX_SIDE))
+        im.load()
+        orientation = _orientation(im)
+        icc_profile = im.info.get("icc_profile") or None
+        frame = _shrink(im)
     return Decoded(frame, orientation, icc_profile)
 
 
@@ -593,14 +610,12 @@ def process(
     thumbnail from the same pixels), metadata always dropped; the ImageInfo is the JPEG's.
     """
     data = _bytes(source)  # read once; every step works on these bytes
-    probe = detect(
-        data, allowed_formats=allowed_formats, max_pixels=max_pixels, max_frames=max_frames
-    )
+    probe, opened = _detect(data, allowed_formats, max_pixels, max_frames)
     target = formats.stored_format(probe.format)
     if target.name != probe.format:
         width, height = convert(data, stored, thumbnail)
         return ImageInfo(target.name, target.ext, target.content_type, width, height, 1)
-    decoded = verify(data, probe)
+    decoded = verify(data, probe, opened)
     orientation = decoded.orientation
     own_thumbnail = _is_own_thumbnail(probe, decoded)
     if not own_thumbnail:

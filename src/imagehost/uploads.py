@@ -51,7 +51,7 @@ class Spool:
         self.buffer = bytearray()
         self.file: BinaryIO | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.file is None and len(self.buffer) + len(data) <= SPOOL_MEMORY_BYTES:
             self.buffer += data
             return
@@ -224,7 +224,7 @@ class _Form:
             self.file_bytes += end - start
             if self.file_bytes > self.max_file_bytes:
                 raise PayloadTooLarge()
-            self.out.write(data[start:end])
+            self.out.write(memoryview(data)[start:end])  # a view: the chunk is not copied
         else:
             self.field_bytes += end - start
             if self.field_bytes > MAX_FIELD_BYTES:
