@@ -1,10 +1,11 @@
 """The benchmark, one command: `python -m bench [--quick] [--runs N]` (also `make bench`).
 
 Starts everything itself on 127.0.0.1 (`up` with nginx and its workers, `serve`, a bare nginx
-from the same binary), measures issue 6's seven items, prints a table with each target's
-PASS/MISS and writes the same numbers, with the machine they came from, to
+from the same binary), measures the stages of bench/README.md, prints a table with each
+target's PASS/MISS and writes the same numbers, with the machine they came from, to
 bench/results/<timestamp>.json. Every measurement is repeated `--runs` times and the median
 reported; each one is bounded by a duration or a count, and the whole run by a time budget.
+`--baseline` compares the upload cells with an earlier results file (before/after a change).
 """
 
 import argparse
@@ -20,17 +21,29 @@ from pathlib import Path
 from tests.support import ROOT
 
 from . import profile, report, stack
-from .fixtures import SMALL_JPEG, make_fixtures
-from .stages import CLIENTS, STAGES, Bench, Plan
+from .fixtures import INSTALL_PHOTOS, SMALL_JPEG, make_fixtures, sample_photos
+from .stages import CLIENTS, STAGES, UPLOAD_TARGETS, Bench, Plan
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one run of everything, < 1 minute")
+    parser.add_argument("--quick", action="store_true", help="one run of everything, < 2 minutes")
     parser.add_argument("--runs", type=int, help="repeats of each measurement (default 3, quick 1)")
     parser.add_argument("--only", help=f"comma-separated stages: {','.join(STAGES)}")
+    parser.add_argument(
+        "--targets",
+        default=",".join(UPLOAD_TARGETS),
+        help=f"comma-separated targets of the upload stage (default {','.join(UPLOAD_TARGETS)}; "
+        "leaving out serve saves a third of its time)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="RESULTS_JSON",
+        help="an earlier run's results file (results/<file>.json, from bench/ or here): print "
+        "each upload cell's req/s over the same cell there, and check the targets relative to it",
+    )
     parser.add_argument(
         "--profile",
         type=float,
@@ -42,12 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     if only and only - set(STAGES):
         parser.error(f"--only: no stage {', '.join(sorted(only - set(STAGES)))}")
+    targets = tuple(t for t in UPLOAD_TARGETS if t in args.targets.split(","))
+    if set(args.targets.split(",")) - set(targets) or not targets:
+        parser.error(f"--targets: choose from {','.join(UPLOAD_TARGETS)}")
+    baseline = None
+    if args.baseline:
+        found = [
+            p for p in (Path(args.baseline), RESULTS_DIR.parent / args.baseline) if p.is_file()
+        ]
+        if not found:
+            parser.error(f"--baseline: no file {args.baseline}")
+        baseline = found[0].resolve()
     runs = args.runs or (1 if args.quick else 3)
     if not 1 <= runs <= 9:
         parser.error("--runs must be between 1 and 9")
     plan = Plan.for_mode(args.quick, runs)
     if stack.nginx_version() == "not installed" or not stack.have_wrk():
         print("bench: needs nginx and wrk (apt-get install nginx wrk)", file=sys.stderr)
+        return 2
+    if sample_photos() is None:
+        print(f"bench: needs scikit-image's sample photos: {INSTALL_PHOTOS}", file=sys.stderr)
         return 2
     command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
     date = datetime.datetime.now(datetime.UTC)
@@ -68,9 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         fixtures = make_fixtures()
-        bench = Bench(plan, runs, fixtures, work, cleanup)
+        bench = Bench(plan, runs, fixtures, work, cleanup, targets)
         bench.run(only)
         seconds = bench.elapsed()
+    if baseline:
+        earlier = json.loads(baseline.read_text())
+        named = baseline.relative_to(ROOT) if baseline.is_relative_to(ROOT) else baseline
+        bench.results["baseline"] = report.compare(bench.results, earlier, str(named))
     record = {
         "date": date.isoformat(timespec="seconds"),
         "command": command,

@@ -1,5 +1,6 @@
-"""The report of a run: the machine it ran on, issue 6's targets (each limit written once, in
-TARGETS) with PASS/MISS, and the text table printed at the end."""
+"""The report of a run: the machine it ran on, issue 6's and issue 15's targets (each limit
+written once, in TARGETS) with PASS/MISS, the comparison with an earlier run (--baseline), and
+the text table printed at the end."""
 
 import contextlib
 import os
@@ -16,7 +17,8 @@ from tests.support import ROOT
 
 from . import pipeline as image_pipeline
 from . import stack
-from .fixtures import LARGE_JPEG, SMALL_JPEG
+from .fixtures import ANIMATED_GIF, LARGE_JPEG, SCREEN_PNG, SMALL_JPEG
+from .stages import STEP_KEYS, ratio
 
 
 def machine() -> dict:
@@ -74,8 +76,8 @@ class Measured(NamedTuple):
 
 @dataclass(frozen=True)
 class Target:
-    """One of issue 6's targets: `subject op limit unit`, met when the measured value is on the
-    right side of the limit and the run was clean."""
+    """One target: `subject op limit unit`, met when the measured value is on the right side of
+    the limit and the run was clean."""
 
     subject: str
     op: str  # ">=" or "<="
@@ -103,6 +105,11 @@ def _cell(results: dict, image: str, clients: int, target: str) -> dict | None:
         if (cell["image"], cell["clients"], cell["target"]) == (image, clients, target):
             return cell
     return None
+
+
+def _clean(cell: dict) -> bool:
+    """No answer but the expected one, no dropped connection."""
+    return cell["bad_status"] + cell["dropped"] == 0
 
 
 def _delivery_ratio(results: dict) -> Measured | None:
@@ -138,7 +145,7 @@ def _upload_rate(results: dict, image: str, clients: int) -> Measured | None:
     if c is None:
         return None
     text = f"{c['requests_per_s']:.0f} req/s, {c['bad_status']} non-201, {c['dropped']} dropped"
-    return Measured(c["requests_per_s"], c["bad_status"] + c["dropped"] == 0, text)
+    return Measured(c["requests_per_s"], _clean(c), text)
 
 
 def _upload_spread(results: dict, image: str, clients: int) -> Measured | None:
@@ -150,7 +157,7 @@ def _upload_spread(results: dict, image: str, clients: int) -> Measured | None:
         f"{c['bad_status']} non-201, {c['dropped']} dropped, p99/p50 {spread:.1f}"
         f" ({c['p99_ms']:.0f}/{c['p50_ms']:.0f} ms)"
     )
-    return Measured(spread, c["bad_status"] + c["dropped"] == 0, text)
+    return Measured(spread, _clean(c), text)
 
 
 def _upload_throughput(results: dict, image: str, clients: int) -> Measured | None:
@@ -159,6 +166,74 @@ def _upload_throughput(results: dict, image: str, clients: int) -> Measured | No
         return None
     text = f"{c['mb_per_s']:.0f} MB/s ({c['requests_per_s']:.1f} req/s)"
     return Measured(c["mb_per_s"], True, text)
+
+
+def _upload_p50(results: dict, image: str, clients: int) -> Measured | None:
+    c = _cell(results, image, clients, "up")
+    if c is None or c["p50_ms"] is None:
+        return None
+    return Measured(c["p50_ms"], _clean(c), f"{c['p50_ms']:.2f} ms (p99 {_fmt(c['p99_ms'])} ms)")
+
+
+def _worker_cpu(results: dict, image: str, clients: int) -> Measured | None:
+    c = _cell(results, image, clients, "up")
+    if c is None or c["worker_cpu_ms"] is None:
+        return None
+    text = (
+        f"{c['worker_cpu_ms']:.2f} ms (pipeline {_fmt(c['pipeline_cpu_ms'], '.2f')}, "
+        f"nginx {_fmt(c['nginx_cpu_ms'], '.2f')})"
+    )
+    return Measured(c["worker_cpu_ms"], _clean(c), text)
+
+
+def _outside_pipeline(results: dict, image: str, clients: int) -> Measured | None:
+    """Worker CPU per upload outside the process step: receive, store, catalog and the rest."""
+    c = _cell(results, image, clients, "up")
+    if c is None or c["worker_cpu_ms"] is None or c["pipeline_cpu_ms"] is None:
+        return None
+    outside = c["worker_cpu_ms"] - c["pipeline_cpu_ms"]
+    steps = ", ".join(
+        f"{step} {_fmt(c[key], '.2f')}" for step, key in STEP_KEYS.items() if step != "process"
+    )
+    text = f"{outside:.2f} ms ({steps}, rest {_fmt(c['rest_cpu_ms'], '.2f')})"
+    return Measured(outside, _clean(c), text)
+
+
+def _over_decode_floor(results: dict, image: str, clients: int) -> Measured | None:
+    c = _cell(results, image, clients, "up")
+    if c is None or c.get("worker_over_floor") is None:
+        return None
+    floor = results["uploads"]["decode_floor"][image]["median_ms"]
+    text = f"{c['worker_over_floor']:.2f} x ({c['worker_cpu_ms']:.1f} vs {floor:.1f} ms)"
+    return Measured(c["worker_over_floor"], _clean(c), text)
+
+
+def _stored_ratio(results: dict, images: int) -> Measured | None:
+    sizes = {s["images"]: s for s in results.get("stored", {}).get("sizes", [])}
+    s, empty = sizes.get(images), sizes.get(0)
+    if s is None or empty is None or s["requests_per_s_vs_empty"] is None:
+        return None
+    text = (
+        f"{s['requests_per_s_vs_empty']:.2f} x ({s['requests_per_s']:.0f} vs "
+        f"{empty['requests_per_s']:.0f} req/s)"
+    )
+    clean = all(_clean(x) for x in (s, empty))
+    return Measured(s["requests_per_s_vs_empty"], clean, text)
+
+
+def _over_baseline(results: dict, image: str, clients: int) -> Measured | None:
+    """req/s of an upload cell through `up` over the same cell of the --baseline run."""
+    for b in results.get("baseline", {}).get("cells", []):
+        if (b["image"], b["clients"], b["target"]) == (image, clients, "up"):
+            if b["requests_per_s_ratio"] is None:
+                return None
+            c = _cell(results, image, clients, "up")
+            text = (
+                f"{b['requests_per_s_ratio']:.2f} x ({c['requests_per_s']:.0f} vs "
+                f"{b['baseline_requests_per_s']:.0f} req/s)"
+            )
+            return Measured(b["requests_per_s_ratio"], _clean(c), text)
+    return None
 
 
 def _peak_rss(results: dict) -> Measured | None:
@@ -189,9 +264,24 @@ TARGETS = (
     Target(
         "50 KB uploads at 8 clients",
         ">=",
-        300,
+        400,
         " req/s, 0 errors",
         lambda r: _upload_rate(r, SMALL_JPEG, 8),
+    ),
+    Target("50 KB p50 at 1 client", "<=", 5, " ms", lambda r: _upload_p50(r, SMALL_JPEG, 1)),
+    Target(
+        "50 KB worker CPU/upload (8 clients)",
+        "<=",
+        4,
+        " ms",
+        lambda r: _worker_cpu(r, SMALL_JPEG, 8),
+    ),
+    Target(
+        "50 KB of it outside the pipeline",
+        "<=",
+        2,
+        " ms",
+        lambda r: _outside_pipeline(r, SMALL_JPEG, 8),
     ),
     Target(
         "50 KB at 32 clients: no errors/drops, p99",
@@ -207,7 +297,35 @@ TARGETS = (
         " MB/s",
         lambda r: _upload_throughput(r, LARGE_JPEG, 8),
     ),
-    Target("peak worker RSS", "<=", 80, " MB (4 MB burst)", _peak_rss),
+    Target(
+        "4 MB worker CPU/upload (8 clients)",
+        "<=",
+        1.15,
+        " x decode floor",
+        lambda r: _over_decode_floor(r, LARGE_JPEG, 8),
+    ),
+    Target(
+        "1 MB PNG uploads at 8 clients",
+        ">=",
+        2,
+        " x --baseline",
+        lambda r: _over_baseline(r, SCREEN_PNG, 8),
+    ),
+    Target(
+        "GIF uploads at 8 clients",
+        ">=",
+        2,
+        " x --baseline",
+        lambda r: _over_baseline(r, ANIMATED_GIF, 8),
+    ),
+    Target(
+        "uploads with 100k stored",
+        ">=",
+        0.9,
+        " x empty store",
+        lambda r: _stored_ratio(r, 100_000),
+    ),
+    Target("peak worker RSS", "<=", 64, " MB (32 x 4 MB burst; issue 15)", _peak_rss),
     Target("2 workers", ">=", 1.6, " x 1 worker (50 KB, 8 clients)", _scaling_ratio),
 )
 
@@ -217,11 +335,94 @@ def targets(results: dict) -> list[dict]:
     return [target.row(results) for target in TARGETS]
 
 
+def compare(results: dict, earlier: dict, source: str) -> dict:
+    """Each upload cell of `results` against the same cell (image, clients, target) of an
+    earlier run's record (a results file): ratios of req/s, p50 and server CPU per upload."""
+    cells = []
+    for cell in results.get("uploads", {}).get("cells", []):
+        key = (cell["image"], cell["clients"], cell["target"])
+        old = _cell(earlier["results"], *key)
+        if old is None:
+            continue
+        cells.append(
+            {
+                "image": key[0],
+                "clients": key[1],
+                "target": key[2],
+                "baseline_requests_per_s": old["requests_per_s"],
+                **{
+                    f"{name}_ratio": ratio(cell[name], old.get(name))
+                    for name in ("requests_per_s", "p50_ms", "server_cpu_ms")
+                },
+            }
+        )
+    return {
+        "file": source,
+        "date": earlier["date"],
+        "commit": earlier["machine"]["git_commit"],
+        "cells": cells,
+    }
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
 def _fmt(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _upload_tables(r: dict, sizes: dict[str, int]) -> list[str]:
+    """The upload table, then the same cells' CPU per upload by process and pipeline step."""
+    base = {
+        (b["image"], b["clients"], b["target"]): b for b in r.get("baseline", {}).get("cells", [])
+    }
+    against = f"; base = req/s over {r['baseline']['file']}" if "baseline" in r else ""
+    lines = [
+        "1+4. Uploads (medians; errors summed over runs; MB = 10^6 bytes of image; "
+        "discard = nginx reading and dropping the same body; srv cpu = CPU ms of all "
+        f"server processes per request; cli cpu = the load client's share of a core{against})",
+        f"{'image':<14} {'bytes':>9} {'cl':>3} {'target':<8} {'req/s':>7} {'MB/s':>7} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'non201':>6} {'drop':>5} {'vs ceil':>7} "
+        f"{'srv cpu':>7} {'cli cpu':>7}" + (f" {'base':>5}" if base else ""),
+    ]
+    for cell in r["uploads"]["cells"]:
+        key = (cell["image"], cell["clients"], cell["target"])
+        ceiling = _cell(r, cell["image"], cell["clients"], "discard")
+        vs = ""
+        if cell["target"] != "discard" and ceiling and ceiling["requests_per_s"]:
+            vs = f"{cell['requests_per_s'] / ceiling['requests_per_s']:.3f}"
+        over = f" {_fmt(base[key]['requests_per_s_ratio'], '.2f'):>5}" if key in base else ""
+        lines.append(
+            f"{cell['image']:<14} {sizes[cell['image']]:>9} {cell['clients']:>3} "
+            f"{cell['target']:<8} {_fmt(cell['requests_per_s']):>7} "
+            f"{_fmt(cell['mb_per_s']):>7} {_fmt(cell['p50_ms']):>8} "
+            f"{_fmt(cell['p99_ms']):>8} {cell['bad_status']:>6} {cell['dropped']:>5} "
+            f"{vs:>7} {_fmt(cell['server_cpu_ms']):>7} "
+            f"{_fmt(cell['client_cpu_share'], '.0%'):>7}{over}"
+        )
+    floors = r["uploads"]["decode_floor"]
+    lines += [
+        "",
+        "1+4. CPU per upload, ms (medians): srv = every server process; nginx; worker = the "
+        "Python workers (up) or the process (serve), split by the server's own count of each "
+        "step's thread CPU (receive, pipeline = process: decode, verify, thumbnail, scrub; "
+        "store, catalog) and rest = worker less the steps (HTTP, multipart, logging); floor = "
+        "detect + verify of the same body in the bench process, thread CPU",
+        f"{'image':<14} {'cl':>3} {'target':<8} {'srv':>6} {'nginx':>6} {'worker':>6} "
+        f"{'recv':>6} {'pipe':>6} {'store':>6} {'catlg':>6} {'rest':>6} {'floor':>6} "
+        f"{'w/floor':>7}",
+    ]
+    for cell in r["uploads"]["cells"]:
+        steps = " ".join(f"{_fmt(cell[key], '.2f'):>6}" for key in STEP_KEYS.values())
+        lines.append(
+            f"{cell['image']:<14} {cell['clients']:>3} {cell['target']:<8} "
+            f"{_fmt(cell['server_cpu_ms'], '.2f'):>6} {_fmt(cell['nginx_cpu_ms'], '.2f'):>6} "
+            f"{_fmt(cell['worker_cpu_ms'], '.2f'):>6} {steps} "
+            f"{_fmt(cell['rest_cpu_ms'], '.2f'):>6} "
+            f"{_fmt(floors[cell['image']]['median_ms'], '.2f'):>6} "
+            f"{_fmt(cell['worker_over_floor'], '.2f'):>7}"
+        )
+    return [*lines, ""]
 
 
 def table(report: dict) -> str:
@@ -243,27 +444,23 @@ def table(report: dict) -> str:
         "",
     ]
     if "uploads" in r:
+        lines += _upload_tables(r, {f["name"]: f["bytes"] for f in report["fixtures"]})
+    if "stored" in r:
+        st = r["stored"]
         lines += [
-            "1+4. Uploads (medians; errors summed over runs; MB = 10^6 bytes of image; "
-            "discard = nginx reading and dropping the same body; srv cpu = CPU ms of all "
-            "server processes per request; cli cpu = the load client's share of a core)",
-            f"{'image':<9} {'bytes':>9} {'cl':>3} {'target':<8} {'req/s':>7} {'MB/s':>7} "
-            f"{'p50 ms':>8} {'p99 ms':>8} {'non201':>6} {'drop':>5} {'vs ceil':>7} "
-            f"{'srv cpu':>7} {'cli cpu':>7}",
+            f"10. Uploads into a full store ({st['image']}, {st['clients']} clients through up; "
+            "ratios to the empty store; cpu = ms per upload)",
+            f"   {'images':>7} {'req/s':>7} {'x':>5} {'p50 ms':>7} {'x':>5} {'srv cpu':>7} "
+            f"{'x':>5} {'worker':>6} {'pipe':>5} {'non201':>6} {'drop':>5} {'seed s':>6}",
         ]
-        sizes = {f["name"]: f["bytes"] for f in report["fixtures"]}
-        for cell in r["uploads"]["cells"]:
-            ceiling = _cell(r, cell["image"], cell["clients"], "discard")
-            vs = ""
-            if cell["target"] != "discard" and ceiling and ceiling["requests_per_s"]:
-                vs = f"{cell['requests_per_s'] / ceiling['requests_per_s']:.3f}"
+        for s in st["sizes"]:
             lines.append(
-                f"{cell['image']:<9} {sizes[cell['image']]:>9} {cell['clients']:>3} "
-                f"{cell['target']:<8} {_fmt(cell['requests_per_s']):>7} "
-                f"{_fmt(cell['mb_per_s']):>7} {_fmt(cell['p50_ms']):>8} "
-                f"{_fmt(cell['p99_ms']):>8} {cell['bad_status']:>6} {cell['dropped']:>5} "
-                f"{vs:>7} {_fmt(cell['server_cpu_ms']):>7} "
-                f"{_fmt(cell['client_cpu_share'], '.0%'):>7}"
+                f"   {s['images']:>7} {_fmt(s['requests_per_s']):>7} "
+                f"{_fmt(s['requests_per_s_vs_empty'], '.2f'):>5} {_fmt(s['p50_ms'], '.2f'):>7} "
+                f"{_fmt(s['p50_ms_vs_empty'], '.2f'):>5} {_fmt(s['server_cpu_ms'], '.2f'):>7} "
+                f"{_fmt(s['server_cpu_ms_vs_empty'], '.2f'):>5} "
+                f"{_fmt(s['worker_cpu_ms'], '.2f'):>6} {_fmt(s['pipeline_cpu_ms'], '.2f'):>5} "
+                f"{s['bad_status']:>6} {s['dropped']:>5} {s['seed_seconds']:>6}"
             )
         lines.append("")
     if "listing" in r:
@@ -352,9 +549,10 @@ def table(report: dict) -> str:
                 f"/upload, non201 {cell['bad_status']}, dropped {cell['dropped']}"
             )
         lines += [f"   on / off: {m['on_over_off']:.3f} (1.0: the metrics cost nothing)", ""]
-    lines += ["Targets", f"{'target':<52} {'verdict':<7} measured"]
+    width = max(len(row["target"]) for row in report["targets"])
+    lines += ["Targets", f"{'target':<{width}} {'verdict':<7} measured"]
     for row in report["targets"]:
-        lines.append(f"{row['target']:<52} {row['verdict']:<7} {row['measured']}")
+        lines.append(f"{row['target']:<{width}} {row['verdict']:<7} {row['measured']}")
     if report["notes"]:
         lines += ["", "Notes"] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines)

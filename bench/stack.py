@@ -1,6 +1,6 @@
 """What the benchmark measures with, beyond `up` and `serve` (started by tests/support/stack.py,
-as the tests start them): a bare nginx from the same binary, wrk for GETs, and /proc readings
-of memory and CPU.
+as the tests start them): a bare nginx from the same binary, wrk for GETs, /proc readings
+of memory and CPU, and the server's own count of the CPU its pipeline steps use.
 
 The bare nginx has two locations, the ceilings the stack is compared with:
 
@@ -29,10 +29,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 from imagehost.formats import IMAGE_NAME_PATTERN, STORED, THUMB_NAME_PATTERN
 from imagehost.front import TEMPLATE, find_nginx, nginx_argv
 from imagehost.workers import descendants
-from tests.support.stack import free_port_range, terminate
+from tests.support.stack import Running, free_port_range, terminate
 
 # What clear_stored removes: stored originals, and their thumbnails in thumbs/.
 ORIGINAL_NAME = re.compile(rf"{IMAGE_NAME_PATTERN}\Z")
@@ -69,8 +72,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def clear_stored(images_dir: Path) -> None:
-    """Remove stored originals and thumbnails (not rows) so long runs stay small on disk."""
+def clear_stored(images_dir: Path, keep: re.Pattern | None = None) -> None:
+    """Remove stored originals and thumbnails (not rows) so long runs stay small on disk;
+    names that `keep` matches (a seeded store's) stay."""
     for folder, stored_name in (
         (images_dir, ORIGINAL_NAME),
         (images_dir / "thumbs", THUMBNAIL_NAME),
@@ -78,9 +82,37 @@ def clear_stored(images_dir: Path) -> None:
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if stored_name.match(entry.name):
+            if stored_name.match(entry.name) and not (keep and keep.match(entry.name)):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
+
+
+# --- the server's own count of its pipeline's CPU --------------------------------------------
+
+STEP_CPU = "imagehost_pipeline_step_cpu_seconds_total"  # by step, summed over a node's workers
+
+
+def step_cpu_seconds(running: Running) -> dict[str, float] | None:
+    """Step → thread CPU seconds that pipeline step has used so far on `running`'s node (its
+    /api/metrics, read with the admin key); None when the server does not count them (older
+    code, or METRICS=false). A step that has not run yet is missing."""
+    try:
+        resp = requests.get(
+            f"{running.url}/api/metrics",
+            headers={"Authorization": f"Bearer {running.admin_key}"},
+            timeout=10,
+        )
+    except (OSError, requests.RequestException):
+        return None
+    if resp.status_code != 200:
+        return None
+    found = {
+        sample.labels.get("step"): sample.value
+        for family in text_string_to_metric_families(resp.text)
+        for sample in family.samples
+        if sample.name == STEP_CPU
+    }
+    return found or None
 
 
 # --- bare nginx ------------------------------------------------------------------------------
