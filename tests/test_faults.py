@@ -9,6 +9,7 @@ import contextlib
 import email.message
 import errno
 import io
+import json
 import os
 import re
 import select
@@ -18,6 +19,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -362,3 +364,30 @@ def test_up_answers_as_soon_as_it_is_ready(tmp_path):
     finally:
         stop_stack(running)
     assert statuses == [200] * 20, statuses
+
+
+def test_a_file_with_as_many_links_as_allowed_is_not_shared_again(tmp_path, monkeypatch):
+    """ext4 allows 65,000 links to a file: past that an upload of the same bytes is stored as
+    a file of its own (201), not refused."""
+    settings = config.load(
+        {"IMAGES_DIR": str(tmp_path / "images"), "DATA_DIR": str(tmp_path / "data")},
+        env_file=None,
+    )
+    app = api.App(settings)
+    data = image_bytes("PNG", seed=6)
+    first = json.loads(app.handle(_request(data, "image/png")).body)
+    real_link = os.link
+
+    def at_the_limit(source, target, *args, **kwargs):
+        if Path(source).name in (first["filename"], f"{first['id']}.webp"):
+            raise OSError(errno.EMLINK, "Too many links")
+        return real_link(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", at_the_limit)
+    answer = app.handle(_request(data, "image/png"))
+    assert answer.status == 201
+    second = json.loads(answer.body)["filename"]
+    assert not app.store.same_file(first["filename"], second)
+    monkeypatch.undo()
+    assert sorted(app.store.image_files()) == sorted([first["filename"], second])
+    assert list(app.store.temp.iterdir()) == []

@@ -9,6 +9,7 @@ their row (the catalog's pending deletes: S3 down at that moment, a node killed)
 here as by the sweeper, and their objects are never taken for unindexed files.
 """
 
+import errno
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,10 @@ def _check_sharing(catalog: Catalog, store: LocalStore, report: Report, dry_run:
                 store.relink(original, filename)
             except FileNotFoundError:
                 continue  # one of them was deleted meanwhile
+            except OSError as exc:
+                if exc.errno != errno.EMLINK:
+                    raise
+                continue  # the original has as many links as the file system allows
         report.shared_images += 1
         report.saved_bytes += size
 

@@ -10,6 +10,7 @@ folder: ingest and maintenance go through the Store's methods.
 """
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -93,8 +94,8 @@ class LocalStore:
         """Give the stored image `existing` and its thumbnail the names of a new upload of the
         same bytes: create-only hard links, then the folder fsynced, as commit(). Each name is
         a file of its own to nginx and to delete(): removing one never touches the other.
-        False, with nothing made, when `existing` or its thumbnail is gone meanwhile (the
-        caller then commits its own copy)."""
+        False, with nothing made, when `existing` or its thumbnail is gone meanwhile, or has
+        as many links as the file system allows (the caller then commits its own copy)."""
         source = self.image_path(existing)
         source_thumb = self.thumbnail_path(existing)
         with disk_errors():
@@ -102,6 +103,10 @@ class LocalStore:
                 self._publish(source, source_thumb, filename)
             except FileNotFoundError:
                 return False
+            except OSError as exc:
+                if exc.errno != errno.EMLINK:
+                    raise
+                return False  # ext4 allows 65,000 links to a file: this one gets its own
         return True
 
     def _publish(self, image_source: Path, thumb_source: Path, filename: str) -> None:
