@@ -71,3 +71,15 @@ def test_check_upgrades_a_jpeg_s_webp_thumbnail_to_a_jpeg_one(server):
         assert made.format == "JPEG" and made.size == (320, 240)
     clean = server.cli("check")
     assert clean.returncode == 0 and "store clean" in clean.stdout
+
+
+def test_check_remakes_an_empty_thumbnail(server):
+    """Thumbnails are not fsynced: after a power cut the name can be there without its bytes."""
+    image = upload(server.url, image_bytes("PNG", size=(400, 300), seed=7)).json()
+    thumb = server.images_dir / "thumbs" / f"{image['id']}.webp"
+    thumb.write_bytes(b"")
+    dry = server.cli("check", "--dry-run")
+    assert f"missing thumbnail: {image['filename']}" in dry.stdout
+    assert server.cli("check").returncode == 1
+    with Image.open(thumb) as made:
+        assert made.format == "WEBP" and made.size == (320, 240)

@@ -75,11 +75,10 @@ def objects_in(bucket: tuple) -> dict[str, dict]:
 
 
 def commit(store, image: bytes, thumb: bytes, filename: str = FILENAME) -> None:
-    """What ingest does: write the pipeline's output to temporary files, then commit them."""
-    with store.scratch("stored") as stored, store.scratch("thumb.webp") as thumbnail:
+    """What ingest does: the stored file in a temporary file, the thumbnail in memory."""
+    with store.scratch("stored") as stored:
         stored.write_bytes(image)
-        thumbnail.write_bytes(thumb)
-        store.commit(stored, thumbnail, filename)
+        store.commit(stored, thumb, filename)
 
 
 def read_all(opened) -> bytes:

@@ -101,9 +101,16 @@ class ImageInfo:
     width: int  # after EXIF orientation is applied, in pixels
     height: int
     frames: int  # 1 for still images
-    # The stored file is its own thumbnail (no thumbnail file was written): a still JPEG or
-    # WebP already within THUMBNAIL_MAX_SIDE, whose thumbnail would be the same format.
-    own_thumbnail: bool = False
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What `process` made beside the stored file: its ImageInfo and its encoded thumbnail,
+    which the store writes where it belongs; None when the stored file is its own thumbnail
+    (a still JPEG or WebP already within THUMBNAIL_MAX_SIDE, see _is_own_thumbnail)."""
+
+    info: ImageInfo
+    thumbnail: bytes | None
 
 
 @dataclass(frozen=True)
@@ -372,11 +379,17 @@ def _shrink(im: Image.Image) -> Image.Image:
 
 
 def write_thumbnail(decoded: Decoded, thumbnail: Path, kind: formats.Thumbnail) -> None:
-    """Write the thumbnail of `decoded` (from `verify`) to `thumbnail`, encoded as `kind`.
+    """Write the thumbnail of `decoded` to `thumbnail` (see encode_thumbnail). Raises
+    errors.StorageFull when the disk is full."""
+    _write(thumbnail, [encode_thumbnail(decoded, kind)])
+
+
+def encode_thumbnail(decoded: Decoded, kind: formats.Thumbnail) -> bytes:
+    """The thumbnail of `decoded` (from `verify`), encoded as `kind`.
 
     Longest side <= THUMBNAIL_MAX_SIDE px (never enlarged), orientation applied, RGB or RGBA
     (RGB for a JPEG: its originals are never transparent), the ICC profile kept when it is an
-    RGB one. Consumes `decoded.frame`. Raises errors.StorageFull when the disk is full.
+    RGB one. Consumes `decoded.frame`.
     """
     with _translated():
         im = _display_mode(decoded.frame)
@@ -395,7 +408,7 @@ def write_thumbnail(decoded: Decoded, thumbnail: Path, kind: formats.Thumbnail) 
         else:
             options = {"quality": THUMBNAIL_WEBP_QUALITY, "method": THUMBNAIL_WEBP_METHOD}
         im.save(encoded, kind.pil_name, icc_profile=icc if keep_icc else None, **options)
-    _write(thumbnail, [encoded.getbuffer()])
+    return encoded.getvalue()
 
 
 def _display_mode(im: Image.Image) -> Image.Image:
@@ -527,16 +540,16 @@ def _decode_heif(data: bytes) -> tuple[Image.Image, bytes | None]:
     return im, icc if keep_icc else None
 
 
-def convert(source: Path | bytes, stored: Path, thumbnail: Path) -> tuple[int, int]:
-    """Write a HEIC upload (as identified by `detect`) to `stored` as a JPEG, and its thumbnail.
+def convert(source: Path | bytes, stored: Path) -> tuple[tuple[int, int], bytes]:
+    """Write a HEIC upload (as identified by `detect`) to `stored` as a JPEG; its thumbnail.
 
     The one place the service re-encodes an upload, since browsers other than Safari cannot
     show HEIC: the primary image only (extra images, depth and HDR gain maps are dropped),
     turned the right way up (no Orientation tag is written), HEIC_JPEG_QUALITY, the ICC
     profile kept when it is an RGB one, and no other metadata: no EXIF (so no GPS), no XMP,
     whatever STRIP_METADATA says. The thumbnail is made from the same decode. Returns the
-    JPEG's (width, height) in pixels. Raises errors.ImageRejected corrupt_image when it does
-    not decode, errors.StorageFull on a full disk.
+    JPEG's (width, height) in pixels and the encoded thumbnail. Raises errors.ImageRejected
+    corrupt_image when it does not decode, errors.StorageFull on a full disk.
     """
     im, icc = _decode_heif(_bytes(source))
     encoded = io.BytesIO()
@@ -552,22 +565,19 @@ def convert(source: Path | bytes, stored: Path, thumbnail: Path) -> tuple[int, i
     del encoded
     size = im.size
     kind = formats.THUMBNAILS[formats.FORMATS["jpeg"].thumbnail]
-    write_thumbnail(Decoded(_shrink(im), 1, icc), thumbnail, kind)
-    return size
+    return size, encode_thumbnail(Decoded(_shrink(im), 1, icc), kind)
 
 
 # --------------------------------------------------------------------------------------------
 # the whole pipeline
 
 
-def _info(probe: Probe, orientation: int, own_thumbnail: bool = False) -> ImageInfo:
+def _info(probe: Probe, orientation: int) -> ImageInfo:
     width, height = probe.width, probe.height
     if orientation >= 5:  # 5..8 turn the picture by 90 degrees
         width, height = height, width
     found = formats.FORMATS[probe.format]
-    return ImageInfo(
-        probe.format, found.ext, found.content_type, width, height, probe.frames, own_thumbnail
-    )
+    return ImageInfo(probe.format, found.ext, found.content_type, width, height, probe.frames)
 
 
 def _is_own_thumbnail(probe: Probe, decoded: Decoded) -> bool:
@@ -588,22 +598,21 @@ def _is_own_thumbnail(probe: Probe, decoded: Decoded) -> bool:
 def process(
     source: Path | bytes,
     stored: Path,
-    thumbnail: Path,
     *,
     allowed_formats: tuple[str, ...],
     max_pixels: int,
     max_frames: int,
     strip_metadata: bool,
-) -> ImageInfo:
+) -> Processed:
     """Run the whole pipeline on the uploaded bytes in `source` (bytes, or a file's path).
 
     Writes the file to store at `stored` (scrubbed of metadata when `strip_metadata`, else a
-    copy) and its thumbnail at `thumbnail` — unless the stored file is its own thumbnail
-    (ImageInfo.own_thumbnail, see _is_own_thumbnail); neither is fsynced (the store does that).
+    copy; not fsynced: the store does that) and returns its thumbnail encoded, in memory —
+    None when the stored file is its own thumbnail (see _is_own_thumbnail).
     Raises errors.UnsupportedImage (415) when the bytes are not an allowed format, and
     errors.ImageRejected (422, codes too_many_pixels / too_many_frames / corrupt_image) when
-    the image cannot be accepted. On error it may leave partial files at `stored`/`thumbnail`;
-    the caller removes them. The copy, too, ends where the image ends (see `scrub`).
+    the image cannot be accepted. On error it may leave a partial file at `stored`; the caller
+    removes it. The copy, too, ends where the image ends (see `scrub`).
     Steps: detect (headers, limits) -> verify (decode the first frame, reduced) -> thumbnail
     (from that frame, so it is decoded once) -> scrub (byte-level, no re-encoding). The one
     exception is HEIC, stored as JPEG: detect -> convert (decode once, encode the JPEG, the
@@ -613,17 +622,18 @@ def process(
     probe, opened = _detect(data, allowed_formats, max_pixels, max_frames)
     target = formats.stored_format(probe.format)
     if target.name != probe.format:
-        width, height = convert(data, stored, thumbnail)
-        return ImageInfo(target.name, target.ext, target.content_type, width, height, 1)
+        (width, height), thumbnail = convert(data, stored)
+        info = ImageInfo(target.name, target.ext, target.content_type, width, height, 1)
+        return Processed(info, thumbnail)
     decoded = verify(data, probe, opened)
     orientation = decoded.orientation
-    own_thumbnail = _is_own_thumbnail(probe, decoded)
-    if not own_thumbnail:
+    thumbnail = None
+    if not _is_own_thumbnail(probe, decoded):
         kind = formats.THUMBNAILS[formats.FORMATS[probe.format].thumbnail]
-        write_thumbnail(decoded, thumbnail, kind)
+        thumbnail = encode_thumbnail(decoded, kind)
     del decoded  # the frame is no longer needed while the original is rewritten
     scrub(data, stored, probe.format, orientation, strip=strip_metadata)
-    return _info(probe, orientation, own_thumbnail)
+    return Processed(_info(probe, orientation), thumbnail)
 
 
 def inspect(source: Path, *, max_pixels: int) -> ImageInfo:

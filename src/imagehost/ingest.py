@@ -85,24 +85,20 @@ class Ingest:
         (when the S3 server fails during the cleanup too, `imagehost check` removes the rest).
         """
         limits = self.limits
-        with (
-            self.store.scratch("upload") as received,
-            self.store.scratch("stored") as stored,
-            self.store.scratch("thumb") as thumbnail,
-        ):
+        with self.store.scratch("upload") as received, self.store.scratch("stored") as stored:
             with disk_errors():
                 with metrics.step("receive"):
                     upload = receive(received)
                 with self.slots, metrics.step("process"):
-                    info = images.process(
+                    processed = images.process(
                         upload.read(),
                         stored,
-                        thumbnail,
                         allowed_formats=limits.allowed_formats,
                         max_pixels=limits.max_pixels,
                         max_frames=limits.max_frames,
                         strip_metadata=limits.strip_metadata,
                     )
+                info = processed.info
                 size = stored.stat().st_size
                 content_hash = _sha256(stored) if self.store.dedupes else None
             image_id = new_image_id()
@@ -110,8 +106,7 @@ class Ingest:
             with metrics.step("store"):
                 twin = content_hash and self.catalog.find_by_hash(content_hash)
                 if not (twin and self.store.link_existing(twin.filename, filename)):
-                    own = stored if info.own_thumbnail else thumbnail
-                    self.store.commit(stored, own, filename)
+                    self.store.commit(stored, processed.thumbnail, filename)
         token, token_hash = rights.new_delete_token()
         now = datetime.datetime.now(datetime.UTC)
         expires_at = None

@@ -184,7 +184,7 @@ def copy_image(
                 # thumbnail first, so an original is never visible without it.
                 target.delete_thumbnail(thumb_name)
             try:
-                target.commit(image, thumb, filename)
+                target.commit(image, thumb.read_bytes(), filename)
             except ObjectExists as exc:  # something else wrote it since the listing
                 return Tally(failed=[f"{exc.key}: appeared in the bucket meanwhile; run again"])
             tally.add(_verified(filename, image_size, _image_size(target, filename)))

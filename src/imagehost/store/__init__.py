@@ -56,10 +56,10 @@ class Store(Protocol):
     def probe(self) -> None:
         """Raises OSError or ServiceUnavailable when the store cannot take a write now."""
 
-    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str) -> None:
-        """Make the original and its thumbnail visible, thumbnail first, never overwriting;
-        StorageFull (507) or ServiceUnavailable (503), and on any error nothing is left.
-        `thumb_temp` may be `stored_temp` itself: an original that is its own thumbnail."""
+    def commit(self, stored_temp: Path, thumbnail: bytes | None, filename: str) -> None:
+        """Make the original (the file `stored_temp`) and its thumbnail (encoded; None: the
+        original is its own) visible, thumbnail first, never overwriting; StorageFull (507)
+        or ServiceUnavailable (503), and on any error nothing is left."""
 
     def link_existing(self, existing: str, filename: str) -> bool:
         """Store a new upload of the same bytes as `existing` under its own names without a

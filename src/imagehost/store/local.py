@@ -1,19 +1,22 @@
-"""Image files on a local disk: atomic commits by rename, deletes, listing (STORAGE=local).
+"""Image files on a local disk: atomic commits by link, deletes, listing (STORAGE=local).
 
 Layout of IMAGES_DIR (served by nginx at /images/):
     {id}.{ext}            stored originals
     thumbs/{id}.jpg       thumbnails (of JPEG originals; `{id}.webp` of the others)
     .tmp/{pid}-{n}.*      uploads in progress; a dot folder nginx and `serve` never serve
-A file appears under its public name only by rename(2) after its bytes are fsynced, so a crash
-leaves either nothing visible or a complete file. Nothing outside this package touches the
-folder: ingest and maintenance go through the Store's methods.
+An original appears under its public name only by link(2) after its bytes are fsynced, so a
+crash leaves either nothing visible or a complete file. A new upload's thumbnail is written at
+its name directly, before the original appears (nobody has the name yet); a thumbnail a crash
+cut short is an orphan `imagehost check` removes, or, once its original is listed, remade on
+its first request when missing. Nothing outside this package touches the folder: ingest and
+maintenance go through the Store's methods.
 """
 
 import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .keys import (
@@ -75,20 +78,28 @@ class LocalStore:
         with self.scratch("health") as path:
             path.write_bytes(b"")
 
-    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str) -> None:
-        """Make the image and its thumbnail visible: fsync the image, link both into place,
-        fsync the image folder. The thumbnail is not fsynced: after a power loss its first
-        request (or `imagehost check`) remakes it from the image, so it costs no durability.
-        `thumb_temp` may be `stored_temp`: then both names are links to one file.
+    def commit(self, stored_temp: Path, thumbnail: bytes | None, filename: str) -> None:
+        """Make the image and its thumbnail visible: fsync the image, write the thumbnail at
+        its name, link the image into place, fsync the image folder. The thumbnail is written
+        where it is served, not fsynced (nobody has its name until the upload is answered; after
+        a power loss its first request or `imagehost check` remakes it from the image, so it
+        costs no durability); thumbnail None: the image's own file is linked as its thumbnail.
 
         Raises StorageFull when the disk is full, ObjectExists when either name is taken; on
-        any error nothing is left visible. Names appear by link(2), not rename(2): a link
-        refuses an existing name atomically (create-only, as S3's If-None-Match: *), where a
-        rename would replace it. The temporary names stay for the caller's scratch to remove.
+        any error nothing is left visible. Names appear create-only — O_EXCL, and link(2)
+        rather than rename(2), which would replace an existing name — as S3's If-None-Match: *.
+        The temporary name stays for the caller's scratch to remove.
         """
         with disk_errors():
             fsync_path(stored_temp)
-            self._publish(stored_temp, thumb_temp, filename)
+            if thumbnail is None:
+                self._publish(
+                    stored_temp, filename, lambda thumb: self._link_new(stored_temp, thumb)
+                )
+            else:
+                self._publish(
+                    stored_temp, filename, lambda thumb: self._write_new(thumb, thumbnail)
+                )
 
     def link_existing(self, existing: str, filename: str) -> bool:
         """Give the stored image `existing` and its thumbnail the names of a new upload of the
@@ -100,7 +111,7 @@ class LocalStore:
         source_thumb = self.thumbnail_path(existing)
         with disk_errors():
             try:
-                self._publish(source, source_thumb, filename)
+                self._publish(source, filename, lambda thumb: self._link_new(source_thumb, thumb))
             except FileNotFoundError:
                 return False
             except OSError as exc:
@@ -109,11 +120,14 @@ class LocalStore:
                 return False  # ext4 allows 65,000 links to a file: this one gets its own
         return True
 
-    def _publish(self, image_source: Path, thumb_source: Path, filename: str) -> None:
-        """Link the thumbnail, then the image, under the new names (create-only), then fsync
-        the folder; on any error the new names are removed again and the error raised."""
+    def _publish(
+        self, image_source: Path, filename: str, make_thumbnail: Callable[[Path], None]
+    ) -> None:
+        """Make the thumbnail (`make_thumbnail(path)`, create-only), link the image under its
+        new name (create-only), then fsync the folder; on any error the new names are
+        removed again and the error raised."""
         image, thumb = self.image_path(filename), self.thumbnail_path(filename)
-        self._link_new(thumb_source, thumb)
+        make_thumbnail(thumb)
         try:
             self._link_new(image_source, image)
         except BaseException:
@@ -153,6 +167,19 @@ class LocalStore:
             os.link(source, target)
         except FileExistsError:
             raise ObjectExists(str(target.relative_to(self.root))) from None
+
+    def _write_new(self, target: Path, data: bytes) -> None:
+        """A new file holding `data`; ObjectExists when the name is taken."""
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            raise ObjectExists(str(target.relative_to(self.root))) from None
+        try:
+            with open(fd, "wb", closefd=True) as out:
+                out.write(data)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
     def delete(self, filename: str) -> None:
         """Remove an image, then its thumbnail; a file already gone is not an error."""
@@ -201,8 +228,10 @@ class LocalStore:
         return _modified({p for p in self.root.iterdir() if IMAGE_NAME.match(p.name)})
 
     def thumbnails(self) -> dict[str, float]:
-        """Thumbnail name → modification time of the file."""
-        return _modified({p for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name)})
+        """Thumbnail name → modification time of the file. Empty files are left out, as
+        missing: a thumbnail is not fsynced, and after a power cut its name may be there
+        without its bytes (check then makes it again)."""
+        return _modified({p for p in self.thumbs.iterdir() if THUMB_NAME.match(p.name)}, True)
 
     def image_files(self) -> list[str]:
         """Names of the stored originals that follow our naming scheme."""
@@ -247,9 +276,11 @@ class LocalStore:
 Store = LocalStore  # its name before store/ became a package (tests/test_fuzz.py uses it)
 
 
-def _modified(paths: set[Path]) -> dict[str, float]:
+def _modified(paths: set[Path], non_empty: bool = False) -> dict[str, float]:
     found = {}
     for path in paths:
         with contextlib.suppress(FileNotFoundError):  # deleted since the listing
-            found[path.name] = path.stat().st_mtime
+            stat = path.stat()
+            if stat.st_size or not non_empty:
+                found[path.name] = stat.st_mtime
     return found

@@ -132,7 +132,7 @@ class S3Store:
         """A local temporary file name for the duration of the block; removed after it."""
         return _scratch(self.temp, suffix)
 
-    def commit(self, stored_temp: Path, thumb_temp: Path, filename: str) -> None:
+    def commit(self, stored_temp: Path, thumbnail: bytes | None, filename: str) -> None:
         """PUT the thumbnail, then the original, both create-only, with their Content-Type and
         Cache-Control. Two requests, ~2 ms each next to the server.
 
@@ -144,7 +144,7 @@ class S3Store:
         thumb_key = f"{THUMBS}/{thumb_name}"
         with disk_errors():
             image = stored_temp.read_bytes()
-            thumb = image if thumb_temp == stored_temp else thumb_temp.read_bytes()
+        thumb = image if thumbnail is None else thumbnail
         attempted = []
         try:
             attempted.append(thumb_key)
