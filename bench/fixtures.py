@@ -105,15 +105,26 @@ def _photo_jpeg(size: tuple[int, int], target: int, seed: int, quality: int) -> 
     """A JPEG of photo dimensions whose seeded noise is tuned (bisection) to ~`target` bytes."""
     base = _gradient(size)
     noise = Image.frombytes("RGB", size, _noise(size, seed))
-    low, high, best = 0.0, 1.0, b""
-    for _ in range(14):
-        alpha = (low + high) / 2
-        data = _encode(Image.blend(base, noise, alpha), "JPEG", quality=quality)
+    return _sized(
+        lambda alpha: _encode(Image.blend(base, noise, alpha), "JPEG", quality=quality),
+        target,
+        high=1.0,
+        rounds=14,
+    )
+
+
+def _sized(make: Callable[[float], bytes], target: int, high: float, rounds: int) -> bytes:
+    """`make(x)` for the x in [0, high] (bisected; the size grows with x) whose bytes come
+    closest to `target`, stopping within 2%."""
+    low, best = 0.0, b""
+    for _ in range(rounds):
+        x = (low + high) / 2
+        data = make(x)
         if not best or abs(len(data) - target) < abs(len(best) - target):
             best = data
         if abs(len(data) - target) < target * 0.02:
             break
-        low, high = (low, alpha) if len(data) > target else (alpha, high)
+        low, high = (low, x) if len(data) > target else (x, high)
     return best
 
 
@@ -216,16 +227,7 @@ def _grained_jpeg(
         # ... added to the photo less 128: zero mean, no loss of contrast
         return ImageChops.add(base, uniform.point(levels).convert("RGB"), 1.0, -128)
 
-    low, high, best = 0.0, 16.0, b""
-    for _ in range(12):
-        sigma = (low + high) / 2
-        data = _encode(grained(sigma), "JPEG", quality=quality)
-        if not best or abs(len(data) - target) < abs(len(best) - target):
-            best = data
-        if abs(len(data) - target) < target * 0.02:
-            break
-        low, high = (low, sigma) if len(data) > target else (sigma, high)
-    return best
+    return _sized(lambda sigma: _encode(grained(sigma), "JPEG", quality=quality), target, 16.0, 12)
 
 
 def make_fixtures() -> dict[str, Fixture]:
