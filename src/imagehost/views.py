@@ -6,7 +6,7 @@ ShareX file cannot disagree on where an image lives. `base` is the request's bas
 """
 
 from .catalog.base import Album, ImageRow
-from .store.keys import THUMBS, thumbnail_name
+from .store.keys import thumbnail_key
 
 
 def image_url(base: str, row: ImageRow) -> str:
@@ -15,7 +15,7 @@ def image_url(base: str, row: ImageRow) -> str:
 
 def thumbnail_url(base: str, filename: str) -> str:
     """The thumbnail of the stored original `filename`."""
-    return f"{base}/images/{THUMBS}/{thumbnail_name(filename)}"
+    return f"{base}/images/{thumbnail_key(filename)}"
 
 
 def share_url(base: str, image_id: str) -> str:
