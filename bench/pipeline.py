@@ -85,7 +85,7 @@ def measure(source: Path, repeats: int, scratch: Path) -> dict:
         ms, decoded = _timed(lambda: images.verify(source, probe))  # noqa: B023 (called now)
         samples["verify"].append(ms)
         orientation = decoded.orientation
-        kind = formats.THUMBNAILS[formats.FORMATS[probe.format].thumbnail]
+        kind = formats.FORMATS[probe.format].thumbnail_kind
         ms, _ = _timed(lambda: images.encode_thumbnail(decoded, kind))  # noqa: B023
         samples["thumbnail"].append(ms)
         ms, _ = _timed(

@@ -437,8 +437,7 @@ def make_thumbnail(source: Path, thumbnail: Path) -> None:
         max_pixels=formats.CEILING_PIXELS,
         max_frames=formats.CEILING_FRAMES,
     )
-    kind = formats.THUMBNAILS[formats.FORMATS[probe.format].thumbnail]
-    write_thumbnail(verify(data, probe), thumbnail, kind)
+    write_thumbnail(verify(data, probe), thumbnail, formats.FORMATS[probe.format].thumbnail_kind)
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,7 +563,7 @@ def convert(source: Path | bytes, stored: Path) -> tuple[tuple[int, int], bytes]
     _write(stored, [encoded.getbuffer()])
     del encoded
     size = im.size
-    kind = formats.THUMBNAILS[formats.FORMATS["jpeg"].thumbnail]
+    kind = formats.stored_format("heic").thumbnail_kind
     return size, encode_thumbnail(Decoded(_shrink(im), 1, icc), kind)
 
 
@@ -629,8 +628,7 @@ def process(
     orientation = decoded.orientation
     thumbnail = None
     if not _is_own_thumbnail(probe, decoded):
-        kind = formats.THUMBNAILS[formats.FORMATS[probe.format].thumbnail]
-        thumbnail = encode_thumbnail(decoded, kind)
+        thumbnail = encode_thumbnail(decoded, formats.FORMATS[probe.format].thumbnail_kind)
     del decoded  # the frame is no longer needed while the original is rewritten
     scrub(data, stored, probe.format, orientation, strip=strip_metadata)
     return Processed(_info(probe, orientation), thumbnail)

@@ -28,7 +28,7 @@ from .catalog.sqlite import SQLiteCatalog
 from .config import Settings
 from .errors import ApiError, ConfigError, ServiceUnavailable
 from .store import LocalStore, ObjectExists, Store, open_store
-from .store.keys import THUMBS, thumbnail_name
+from .store.keys import thumbnail_key, thumbnail_name
 
 # Images copied at once: each costs two PUTs, a HEAD and a GET of a few ms, mostly waiting
 # (obstore releases the GIL). Measured with 2,000 small images to SeaweedFS on the same 2 cores:
@@ -166,8 +166,7 @@ def copy_image(
     thumbs_in_bucket: dict[str, float],
 ) -> Tally:
     """One original and its thumbnail; ServiceUnavailable passes (the bucket is down)."""
-    thumb_name = thumbnail_name(filename)
-    thumb_key = f"{THUMBS}/{thumb_name}"
+    thumb_name, thumb_key = thumbnail_name(filename), thumbnail_key(filename)
     tally = Tally()
     with contextlib.ExitStack() as files:
         try:

@@ -88,6 +88,11 @@ class Format:
     # that parses all of it on open and allocates what it says when decoding.
     declared: Callable[[bytes], heic.Declared] | None = None
 
+    @property
+    def thumbnail_kind(self) -> Thumbnail:
+        """How thumbnails of this format's stored files are encoded."""
+        return THUMBNAILS[self.thumbnail]
+
 
 # Order: the default of ALLOWED_FORMATS and of every list derived from it.
 FORMATS: dict[str, Format] = {
@@ -146,7 +151,7 @@ def stored_format(name: str) -> Format:
 
 def thumbnail_of(ext: str) -> Thumbnail:
     """The kind of thumbnail a stored original with extension `ext` has."""
-    return THUMBNAILS[BY_EXT[ext].thumbnail]
+    return BY_EXT[ext].thumbnail_kind
 
 
 def upload_types(names: Collection[str] = NAMES) -> tuple[str, ...]:

@@ -55,12 +55,16 @@ def thumbnail_names(filename: str) -> list[str]:
     return [own] if own == legacy else [own, legacy]
 
 
+def checked_thumbnail_name(name: str) -> str:
+    """`name` itself when it is a thumbnail name (inside THUMBS); ValueError otherwise."""
+    if not THUMB_NAME.match(name):
+        raise ValueError(f"not a thumbnail name: {name!r}")
+    return name
+
+
 def thumbnail_type(name: str) -> str:
     """The Content-Type of the thumbnail `name` (from its extension); ValueError for a bad one."""
-    match = THUMB_NAME.match(name)
-    if not match:
-        raise ValueError(f"not a thumbnail name: {name!r}")
-    return formats.THUMBNAILS[match.group(2)].content_type
+    return formats.THUMBNAILS[THUMB_NAME.match(checked_thumbnail_name(name)).group(2)].content_type
 
 
 def content_type_of(filename: str) -> str:

@@ -16,7 +16,7 @@ import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from .keys import (
@@ -24,9 +24,9 @@ from .keys import (
     THUMB_NAME,
     THUMBS,
     checked_image_name,
+    checked_thumbnail_name,
     thumbnail_name,
     thumbnail_names,
-    thumbnail_type,
 )
 from .objects import ObjectExists, ObjectInfo, Opened
 from .scratch import IMAGES_TEMP_DIR, disk_errors
@@ -92,14 +92,7 @@ class LocalStore:
         """
         with disk_errors():
             fsync_path(stored_temp)
-            if thumbnail is None:
-                self._publish(
-                    stored_temp, filename, lambda thumb: self._link_new(stored_temp, thumb)
-                )
-            else:
-                self._publish(
-                    stored_temp, filename, lambda thumb: self._write_new(thumb, thumbnail)
-                )
+            self._publish(stored_temp, filename, stored_temp if thumbnail is None else thumbnail)
 
     def link_existing(self, existing: str, filename: str) -> bool:
         """Give the stored image `existing` and its thumbnail the names of a new upload of the
@@ -111,7 +104,7 @@ class LocalStore:
         source_thumb = self.thumbnail_path(existing)
         with disk_errors():
             try:
-                self._publish(source, filename, lambda thumb: self._link_new(source_thumb, thumb))
+                self._publish(source, filename, source_thumb)
             except FileNotFoundError:
                 return False
             except OSError as exc:
@@ -120,14 +113,15 @@ class LocalStore:
                 return False  # ext4 allows 65,000 links to a file: this one gets its own
         return True
 
-    def _publish(
-        self, image_source: Path, filename: str, make_thumbnail: Callable[[Path], None]
-    ) -> None:
-        """Make the thumbnail (`make_thumbnail(path)`, create-only), link the image under its
-        new name (create-only), then fsync the folder; on any error the new names are
-        removed again and the error raised."""
+    def _publish(self, image_source: Path, filename: str, thumbnail: Path | bytes) -> None:
+        """Make the thumbnail (a link to the file `thumbnail`, or a new file of its bytes;
+        create-only), link the image under its new name (create-only), then fsync the
+        folder; on any error the new names are removed again and the error raised."""
         image, thumb = self.image_path(filename), self.thumbnail_path(filename)
-        make_thumbnail(thumb)
+        if isinstance(thumbnail, bytes):
+            self._write_new(thumb, thumbnail)
+        else:
+            self._link_new(thumbnail, thumb)
         try:
             self._link_new(image_source, image)
         except BaseException:
@@ -198,17 +192,15 @@ class LocalStore:
         return self.thumbnail_path(filename).exists()
 
     def delete_thumbnail(self, thumb_name: str) -> None:
-        thumbnail_type(thumb_name)  # validates the name
         with contextlib.suppress(FileNotFoundError):
-            (self.thumbs / thumb_name).unlink()
+            (self.thumbs / checked_thumbnail_name(thumb_name)).unlink()
 
     def open_image(self, filename: str, etag: str | None = None) -> Opened | None:
         """The stored original to send (sendfile), or None when there is none."""
         return Opened.file(self.image_path(filename), etag)
 
     def open_thumbnail(self, thumb_name: str, etag: str | None = None) -> Opened | None:
-        thumbnail_type(thumb_name)  # validates the name
-        return Opened.file(self.thumbs / thumb_name, etag)
+        return Opened.file(self.thumbs / checked_thumbnail_name(thumb_name), etag)
 
     @contextlib.contextmanager
     def local_copy(self, filename: str) -> Iterator[Path]:

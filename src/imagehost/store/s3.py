@@ -45,7 +45,9 @@ from .keys import (
     THUMB_NAME,
     THUMBS,
     checked_image_name,
+    checked_thumbnail_name,
     content_type_of,
+    thumbnail_key,
     thumbnail_name,
     thumbnail_names,
     thumbnail_type,
@@ -140,15 +142,14 @@ class S3Store:
         ObjectExists (a 500) when a key is taken; either way what this commit wrote is
         removed again (when the server still answers).
         """
-        image_key, thumb_name = checked_image_name(filename), thumbnail_name(filename)
-        thumb_key = f"{THUMBS}/{thumb_name}"
+        image_key, thumb_key = checked_image_name(filename), thumbnail_key(filename)
         with disk_errors():
             image = stored_temp.read_bytes()
         thumb = image if thumbnail is None else thumbnail
         attempted = []
         try:
             attempted.append(thumb_key)
-            self._create(thumb_key, thumb, thumbnail_type(thumb_name))
+            self._create(thumb_key, thumb, thumbnail_type(thumbnail_name(filename)))
             attempted.append(image_key)
             self._create(image_key, image, content_type_of(filename))
         except ObjectExists as exc:
@@ -167,7 +168,7 @@ class S3Store:
     def delete(self, filename: str) -> None:
         """Remove an image, then its thumbnail; a key already gone is not an error.
         Raises ServiceUnavailable when the S3 server fails."""
-        thumbs = [f"{THUMBS}/{name}" for name in thumbnail_names(filename)]
+        thumbs = [_thumb_key(name) for name in thumbnail_names(filename)]
         for key in (checked_image_name(filename), *thumbs):
             with _unavailable("delete"):
                 obstore.delete(self._client, key)
@@ -181,16 +182,15 @@ class S3Store:
         with _unavailable("put"):
             obstore.put(
                 self._client,
-                f"{THUMBS}/{thumb_name}",
+                thumbnail_key(filename),
                 data,
                 attributes=_attributes(thumbnail_type(thumb_name)),
                 use_multipart=False,
             )
 
     def delete_thumbnail(self, thumb_name: str) -> None:
-        thumbnail_type(thumb_name)  # validates the name
         with _unavailable("delete"):
-            obstore.delete(self._client, f"{THUMBS}/{thumb_name}")
+            obstore.delete(self._client, _thumb_key(thumb_name))
 
     def reject(self, filename: str, folder: Path) -> None:
         """Move a stored original out of the bucket into the local `folder` (not an image we
@@ -206,7 +206,7 @@ class S3Store:
     def has_thumbnail(self, filename: str) -> bool:
         try:
             with _unavailable("head"):
-                obstore.head(self._client, f"{THUMBS}/{thumbnail_name(filename)}")
+                obstore.head(self._client, thumbnail_key(filename))
         except FileNotFoundError:
             return False
         return True
@@ -217,8 +217,7 @@ class S3Store:
         return self._open(checked_image_name(filename), etag)
 
     def open_thumbnail(self, thumb_name: str, etag: str | None = None) -> Opened | None:
-        thumbnail_type(thumb_name)  # validates the name
-        return self._open(f"{THUMBS}/{thumb_name}", etag)
+        return self._open(_thumb_key(thumb_name), etag)
 
     @contextlib.contextmanager
     def local_copy(self, filename: str) -> Iterator[Path]:
@@ -414,3 +413,8 @@ def _reason(exc: BaseException) -> str:
 
 def _attributes(content_type: str) -> dict[str, str]:
     return {"Content-Type": content_type, "Cache-Control": headers.IMAGE_CACHE}
+
+
+def _thumb_key(thumb_name: str) -> str:
+    """The key of the thumbnail named `thumb_name` (validated)."""
+    return f"{THUMBS}/{checked_thumbnail_name(thumb_name)}"
